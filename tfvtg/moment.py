@@ -1,0 +1,31 @@
+"""`Moment`: one predicted time span, the unit every grounding method returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Moment"]
+
+
+@dataclass(frozen=True)
+class Moment:
+    """A time span in seconds with a confidence score (higher is better).
+
+    Attributes:
+        start: Start time in seconds from the start of the video.
+        end: End time in seconds (``end >= start``).
+        score: Confidence of the span; only its order among a query's moments is meaningful.
+    """
+
+    start: float
+    end: float
+    score: float
+
+    @property
+    def length(self) -> float:
+        """Length of the span in seconds."""
+        return self.end - self.start
+
+    def to_list(self, ndigits: int = 4) -> list[float]:
+        """The QVHighlights window form ``[start, end, score]``, rounded for JSON output."""
+        return [round(float(self.start), ndigits), round(float(self.end), ndigits), round(float(self.score), ndigits)]
