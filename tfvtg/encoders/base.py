@@ -1,0 +1,82 @@
+"""The encoder contract: what a vision-language model must provide for TFVTG, and its data config.
+
+An encoder turns sampled frames into per-frame token features and texts into embeddings; the similarity of the
+two is the per-frame curve the numeric core localises. Preprocessing (image size, mean/std) and the method's
+defaults that depend on the embedding space (fps, activity mask threshold) travel with the encoder, as a timm
+model carries its data config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = ["Encoder", "EncoderConfig", "max_cosine_similarity"]
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """What a caller needs to know about an encoder without running it.
+
+    Attributes:
+        name: Identifier stored in feature files (registry name, hub id or resolved local path).
+        image_size: (height, width) the model's image processor resizes to.
+        mean: Per-channel normalisation mean (RGB, 0-1 scale).
+        std: Per-channel normalisation std.
+        num_query_tokens: Q, the number of feature tokens per frame.
+        embed_dim: D, the dimension of image tokens and text embeddings.
+        default_fps: Sampling rate the method uses with this encoder (3 for BLIP-2).
+        mask_threshold: Activity mask threshold on the similarity curve (0.2 for BLIP-2 ITC cosine).
+    """
+
+    name: str
+    image_size: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    num_query_tokens: int
+    embed_dim: int
+    default_fps: float = 3.0
+    mask_threshold: float = 0.2
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """A frame/text encoder whose similarity curve TFVTG localises."""
+
+    config: EncoderConfig
+
+    def encode_images(self, frames: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 RGB frames of any size -> (N, Q, D) float32 token features, not normalised."""
+        ...
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """M strings -> (M, D) float32 text embeddings, not normalised."""
+        ...
+
+    def similarity(self, video_features: np.ndarray, text_features: np.ndarray) -> np.ndarray:
+        """(T, Q, D) frame features and (M, D) text features -> (M, T) similarity curves."""
+        ...
+
+
+def max_cosine_similarity(video_features: np.ndarray, text_features: np.ndarray) -> np.ndarray:
+    """BLIP-2 ITC score without temperature: cosine of each text with each frame token, max over tokens.
+
+    Args:
+        video_features: (T, Q, D) frame token features (any float dtype; computed in float32).
+        text_features: (M, D) or (D,) text embeddings.
+
+    Returns:
+        (M, T) float32 similarities in [-1, 1].
+    """
+    video = np.asarray(video_features, dtype=np.float32)
+    text = np.atleast_2d(np.asarray(text_features, dtype=np.float32))
+    if video.ndim != 3 or text.shape[-1] != video.shape[-1]:
+        raise ValueError(f"expected (T, Q, D) and (M, D) with equal D, got {video.shape} and {text.shape}")
+    video = video / np.maximum(np.linalg.norm(video, axis=-1, keepdims=True), 1e-12)
+    text = text / np.maximum(np.linalg.norm(text, axis=-1, keepdims=True), 1e-12)
+    t, q, d = video.shape
+    sims = text @ video.reshape(t * q, d).T  # (M, T*Q)
+    return sims.reshape(len(text), t, q).max(axis=-1)
