@@ -13,6 +13,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 pytest_plugins = [
     "tests.fixtures.openai_server",
+    "tests.fixtures.tiny_qwen2vl",
+    "tests.fixtures.tiny_models",
 ]
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,0 +1,410 @@
+"""BLIP-2 Q-Former image-text contrastive (ITC) features through transformers' `Blip2ForImageTextRetrieval`.
+
+This is the encoder of the TFVTG paper (LAVIS ``blip2_image_text_matching`` / ``coco``, on the Hub as
+``Salesforce/blip2-itm-vit-g-coco``). Frames go through the ViT-g vision tower, the Q-Former's 32 learned
+queries cross-attend to it, and ``vision_projection`` maps every query output to the 256-d ITC space:
+(N, 32, 256), not normalised, exactly what the method stores per frame. Texts go through the text-only
+Q-Former; the projected CLS token is the text embedding. Their similarity is the cosine, max over the query
+tokens (ITC without its temperature), which equals the model's own ``use_image_text_matching_head=False``
+logits.
+
+The processor parts (image processor, tokenizer) are called directly and the model is run through its
+submodules, which sidesteps `Blip2Processor.__call__` (it shortens ``max_length`` by the query count) and the
+``image_token_index`` slicing in ``forward`` (see docs/DEPENDENCIES.md).
+
+Dtypes: the vision tower runs in the compute dtype (bf16 on CUDA by default); the Q-Former, query tokens, text
+embeddings and projections stay in float32 as LAVIS runs them (they cost ~1% of the FLOPs).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tfvtg.device import resolve_device, resolve_dtype
+from tfvtg.encoders.base import EncoderConfig, max_cosine_similarity
+from tfvtg.errors import InputError, ModelError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["Blip2Encoder", "TEXT_MAX_LENGTH"]
+
+TEXT_MAX_LENGTH = 35  # tokens, as LAVIS's BLIP-2 ITC text path (and the TFVTG code) pads/truncates texts
+
+
+class Blip2Encoder:
+    """BLIP-2 ITC encoder: frames -> (N, Q, D) query features, texts -> (M, D), max-over-Q cosine similarity.
+
+    Build it with :meth:`from_pretrained` (or ``tfvtg.encoders.create_encoder``); the constructor takes
+    already loaded parts.
+
+    Attributes:
+        config: The encoder's data config (image size and mean/std from the checkpoint's processor).
+        device: The torch device the model runs on.
+        dtype: The compute dtype of the vision tower.
+        batch_size: Frames (and texts) per forward pass.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        image_processor: Any,
+        tokenizer: Any,
+        *,
+        name: str,
+        device: torch.device,
+        dtype: torch.dtype,
+        batch_size: int = 32,
+    ) -> None:
+        import torch
+
+        if batch_size < 1:
+            raise InputError(f"batch_size must be at least 1, got {batch_size}")
+        self.model = model
+        self.image_processor = image_processor
+        self.tokenizer = tokenizer
+        self.device = device
+        self.dtype = dtype
+        self.batch_size = int(batch_size)
+        self.config = EncoderConfig(
+            name=name,
+            image_size=_processor_size(image_processor, name),
+            mean=_triple(getattr(image_processor, "image_mean", None), "image_mean", name),
+            std=_triple(getattr(image_processor, "image_std", None), "image_std", name),
+            num_query_tokens=int(model.config.num_query_tokens),
+            embed_dim=int(model.config.image_text_hidden_size),
+            default_fps=3.0,
+            mask_threshold=0.2,
+        )
+        self._lut = _pointwise_lut(image_processor, self.config.image_size)  # (3, 256) float32 or None
+        self._lut_device = None if self._lut is None else torch.from_numpy(self._lut).reshape(-1).to(device)
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str,
+        *,
+        device: str = "auto",
+        dtype: str | None = None,
+        batch_size: int = 32,
+        cache_dir: str | None = None,
+        local_files_only: bool | None = None,
+        name: str | None = None,
+    ) -> Blip2Encoder:
+        """Load a BLIP-2 retrieval checkpoint (Hub id or ``save_pretrained`` directory) and its processor.
+
+        Args:
+            name_or_path: Hugging Face Hub id (e.g. ``Salesforce/blip2-itm-vit-g-coco``) or local directory.
+            device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+            dtype: Vision-tower compute dtype; None/``"auto"`` = bfloat16 on CUDA, float32 elsewhere.
+            batch_size: Frames per forward pass.
+            cache_dir: Hugging Face cache directory (default: the library's).
+            local_files_only: True: never touch the network. None: use the cache when the files are there,
+                else download (unless HF_HUB_OFFLINE is set). False: always ask the Hub for the latest files.
+            name: Encoder id stored in feature files; default ``name_or_path`` (resolved if a directory).
+
+        Raises:
+            ModelError: Not found (no cached copy, no network), not a BLIP-2 checkpoint, broken files, or
+                out of memory; the message says what to do.
+        """
+        import torch
+
+        torch_device = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, torch_device)
+        is_dir = Path(name_or_path).expanduser().is_dir()
+        source = str(Path(name_or_path).expanduser().resolve()) if is_dir else name_or_path
+        if is_dir and not (Path(source) / "config.json").is_file():
+            raise ModelError(
+                f"cannot load {name_or_path}: the directory has no config.json; point --model at a "
+                f"directory written by save_pretrained (or huggingface-cli download --local-dir)"
+            )
+        kwargs = {"cache_dir": cache_dir}
+        model, image_processor, tokenizer = _load_parts(source, is_dir, local_files_only, kwargs)
+        try:
+            model.eval()
+            model.requires_grad_(False)
+            model.vision_model.to(dtype=torch_dtype)
+            model.to(device=torch_device)
+        except torch.cuda.OutOfMemoryError as exc:
+            raise ModelError(
+                f"out of GPU memory moving {name_or_path} to {torch_device}; free the GPU, use "
+                f"--dtype bfloat16, or --device cpu"
+            ) from exc
+        return cls(
+            model,
+            image_processor,
+            tokenizer,
+            name=name or source,
+            device=torch_device,
+            dtype=torch_dtype,
+            batch_size=batch_size,
+        )
+
+    # ------------------------------------------------------------------ encoding
+    def encode_images(self, frames: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 RGB frames of any size -> (N, Q, D) float32 query features, not normalised.
+
+        Frames are resized (bicubic, full frame, no crop) and normalised by the checkpoint's image processor.
+        Frames already at the model's size skip the processor: a per-channel lookup table taken from the
+        processor itself gives the same pixel values.
+        """
+        frames = _check_frames(frames)
+        q, d = self.config.num_query_tokens, self.config.embed_dim
+        out = np.empty((len(frames), q, d), dtype=np.float32)
+        for start in range(0, len(frames), self.batch_size):
+            pixels = self.preprocess(frames[start : start + self.batch_size])
+            out[start : start + len(pixels)] = self.image_features(pixels).cpu().numpy()
+        return out
+
+    def preprocess(self, frames: np.ndarray) -> torch.Tensor:
+        """(B, H, W, 3) uint8 frames -> (B, 3, h, w) pixel values on the device in the compute dtype."""
+        import torch
+
+        frames = _check_frames(frames)
+        if self._lut_device is not None and tuple(frames.shape[1:3]) == self.config.image_size:
+            raw = torch.from_numpy(np.ascontiguousarray(frames))
+            if self.device.type == "cuda":
+                raw = raw.pin_memory()
+            raw = raw.to(self.device, non_blocking=True).long()
+            raw += torch.arange(3, device=self.device) * 256
+            pixels = self._lut_device[raw].permute(0, 3, 1, 2)
+        else:
+            result = self.image_processor(
+                images=list(frames), return_tensors="pt", input_data_format="channels_last"
+            )
+            pixels = result["pixel_values"].to(self.device)
+        return pixels.to(self.dtype).contiguous()
+
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, 3, h, w) preprocessed pixels on the device -> (B, Q, D) float32 projected query outputs."""
+        import torch
+
+        model = self.model
+        try:
+            with torch.inference_mode():
+                image_embeds = model.vision_model(pixel_values=pixel_values).last_hidden_state
+                qformer_dtype = model.query_tokens.dtype
+                image_embeds = image_embeds.to(qformer_dtype)
+                queries = model.query_tokens.expand(image_embeds.shape[0], -1, -1)
+                mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
+                query_out = model.qformer(
+                    query_embeds=queries, encoder_hidden_states=image_embeds, encoder_attention_mask=mask
+                ).last_hidden_state
+                proj = model.vision_projection
+                return proj(query_out.to(proj.weight.dtype)).float()
+        except torch.cuda.OutOfMemoryError as exc:
+            raise ModelError(
+                f"out of GPU memory encoding {pixel_values.shape[0]} frames; lower --batch-size "
+                f"(now {self.batch_size})"
+            ) from exc
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """M strings -> (M, D) float32 projected CLS embeddings (padded/cut to 35 tokens), not normalised."""
+        import torch
+
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = list(texts)
+        if not all(isinstance(t, str) for t in texts):
+            raise InputError("encode_texts expects a list of strings")
+        out = np.empty((len(texts), self.config.embed_dim), dtype=np.float32)
+        model = self.model
+        for start in range(0, len(texts), self.batch_size):
+            chunk = texts[start : start + self.batch_size]
+            tokens = self.tokenizer(
+                chunk, padding="max_length", truncation=True, max_length=TEXT_MAX_LENGTH, return_tensors="pt"
+            )
+            input_ids = tokens["input_ids"].to(self.device)
+            attention_mask = tokens["attention_mask"].to(self.device)
+            with torch.inference_mode():
+                embeds = model.embeddings(input_ids=input_ids)
+                hidden = model.qformer(
+                    query_embeds=embeds, query_length=0, attention_mask=attention_mask
+                ).last_hidden_state
+                proj = model.text_projection
+                out[start : start + len(chunk)] = (
+                    proj(hidden[:, 0, :].to(proj.weight.dtype)).float().cpu().numpy()
+                )
+        return out
+
+    def similarity(self, video_features: np.ndarray, text_features: np.ndarray) -> np.ndarray:
+        """(T, Q, D) frame features and (M, D) text features -> (M, T) cosine, max over the Q query tokens."""
+        return max_cosine_similarity(video_features, text_features)
+
+    def __repr__(self) -> str:
+        return (
+            f"Blip2Encoder(name={self.config.name!r}, device={str(self.device)!r}, "
+            f"dtype={str(self.dtype).replace('torch.', '')!r}, batch_size={self.batch_size})"
+        )
+
+
+# ---------------------------------------------------------------------- helpers
+def _check_frames(frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise InputError(f"expected frames of shape (N, H, W, 3), got {frames.shape}")
+    if frames.dtype != np.uint8:
+        raise InputError(f"expected uint8 RGB frames, got dtype {frames.dtype}")
+    return frames
+
+
+def _load_parts(
+    source: str, is_dir: bool, local_files_only: bool | None, kwargs: dict
+) -> tuple[Any, Any, Any]:
+    """Config, model, image processor and tokenizer; every failure becomes a ModelError saying what to do."""
+    offline = is_dir or local_files_only is True or _env_true("HF_HUB_OFFLINE")
+    if offline or local_files_only is False:
+        return _load_parts_once(source, is_dir, local_files_only=bool(offline), kwargs=kwargs)
+    try:  # Cache first: no network round trip when the files are already there.
+        return _load_parts_once(source, is_dir, local_files_only=True, kwargs=kwargs)
+    except _NotCached:
+        return _load_parts_once(source, is_dir, local_files_only=False, kwargs=kwargs)
+
+
+class _NotCached(ModelError):
+    """The files are not in the local cache (only raised when the network was not tried)."""
+
+
+def _load_parts_once(
+    source: str, is_dir: bool, *, local_files_only: bool, kwargs: dict
+) -> tuple[Any, Any, Any]:
+    import torch
+    from transformers import AutoImageProcessor, AutoTokenizer, Blip2Config, Blip2ForImageTextRetrieval
+
+    hint = (
+        "pass --model /path/to/dir"
+        if is_dir
+        else f"download it once with `huggingface-cli download {source}` or pass --model /path/to/dir"
+    )
+    common = dict(kwargs, local_files_only=local_files_only)
+    try:
+        config_dict, _ = Blip2Config.get_config_dict(source, **common)
+    except OSError as exc:
+        if is_dir:
+            raise ModelError(f"cannot load {source}: {_first_line(exc)}") from exc
+        if local_files_only and not _env_true("HF_HUB_OFFLINE"):
+            raise _NotCached(f"cannot load {source}: not in the Hugging Face cache") from exc
+        raise ModelError(
+            f"cannot load {source}: not in the Hugging Face cache and the hub is unreachable "
+            f"(or no such repository); {hint}"
+        ) from exc
+    model_type = config_dict.get("model_type")
+    if model_type != "blip-2" or "Blip2ForImageTextRetrieval" not in (
+        config_dict.get("architectures") or ["Blip2ForImageTextRetrieval"]
+    ):
+        arch = ", ".join(config_dict.get("architectures") or []) or model_type
+        raise ModelError(
+            f"cannot load {source}: it is a {arch} checkpoint, not a BLIP-2 image-text retrieval "
+            f"model (Blip2ForImageTextRetrieval); use blip2-coco or a directory saved from one"
+        )
+    qformer = config_dict.setdefault("qformer_config", {})
+    if qformer.get("qformer_text_input") and "use_qformer_text_input" not in qformer:
+        qformer["use_qformer_text_input"] = True  # the key's pre-4.36 name in early Hub revisions
+    config = Blip2Config.from_dict(config_dict)
+    if not config.qformer_config.use_qformer_text_input:
+        raise ModelError(
+            f"cannot load {source}: its Q-Former has no text input (use_qformer_text_input is "
+            f"false), so it cannot embed texts; use a Blip2ForImageTextRetrieval checkpoint"
+        )
+    try:
+        model = _from_pretrained_sdpa(Blip2ForImageTextRetrieval, source, config=config, **common)
+        image_processor = AutoImageProcessor.from_pretrained(source, **common)
+        tokenizer = AutoTokenizer.from_pretrained(source, **common)
+    except torch.cuda.OutOfMemoryError as exc:
+        raise ModelError(f"out of GPU memory loading {source}; free the GPU or use --device cpu") from exc
+    except MemoryError as exc:
+        raise ModelError(
+            f"out of memory loading {source} (the ViT-g checkpoint needs about 5 GB of RAM)"
+        ) from exc
+    except OSError as exc:
+        if local_files_only and not is_dir and not _env_true("HF_HUB_OFFLINE"):
+            raise _NotCached(f"cannot load {source}: not fully in the Hugging Face cache") from exc
+        raise ModelError(f"cannot load {source}: {_first_line(exc)}; {hint}") from exc
+    except (ValueError, RuntimeError, KeyError, TypeError) as exc:
+        raise ModelError(
+            f"cannot load {source}: broken or incompatible checkpoint files ({_first_line(exc)}); "
+            f"re-download it or re-save it with save_pretrained"
+        ) from exc
+    return model, image_processor, tokenizer
+
+
+def _from_pretrained_sdpa(model_cls: Any, source: str, **kwargs: Any) -> Any:
+    """`from_pretrained` with SDPA attention where this transformers version offers it, else eager."""
+    try:
+        return model_cls.from_pretrained(source, attn_implementation="sdpa", **kwargs)
+    except (ValueError, ImportError) as exc:
+        if "sdpa" not in str(exc).lower() and "attn" not in str(exc).lower():
+            raise
+        return model_cls.from_pretrained(source, **kwargs)
+
+
+def _processor_size(image_processor: Any, name: str) -> tuple[int, int]:
+    size = getattr(image_processor, "size", None)
+    height = _get(size, "height")
+    width = _get(size, "width")
+    if not height or not width:
+        raise ModelError(f"cannot use {name}: its image processor has no fixed height/width ({size!r})")
+    return int(height), int(width)
+
+
+def _get(obj: Any, key: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(key)
+    return getattr(obj, key, None)
+
+
+def _triple(values: Any, what: str, name: str) -> tuple[float, float, float]:
+    if values is None or len(values) != 3:
+        raise ModelError(f"cannot use {name}: its image processor has no 3-channel {what} ({values!r})")
+    return tuple(float(v) for v in values)  # type: ignore[return-value]
+
+
+def _pointwise_lut(image_processor: Any, size: tuple[int, int]) -> np.ndarray | None:
+    """Per-channel value table (3, 256) equal to the processor's output on images already at ``size``.
+
+    Taken from the processor itself (``do_resize=False`` on an image holding every value 0-255 per channel),
+    so it matches whichever backend the processor uses. None when the processor is not pointwise at that size
+    (cropping, padding), in which case every frame goes through the processor.
+    """
+    if getattr(image_processor, "do_center_crop", False) or getattr(image_processor, "do_pad", False):
+        return None
+    h, w = size
+    values = np.arange(h * w, dtype=np.int64) % 256
+    probe = (
+        np.stack([values, (values + 85) % 256, (values + 170) % 256], axis=-1)
+        .astype(np.uint8)
+        .reshape(h, w, 3)
+    )
+    try:
+        out = image_processor(
+            images=[probe], return_tensors="np", do_resize=False, input_data_format="channels_last"
+        )["pixel_values"][0]
+    except (ValueError, TypeError):
+        return None
+    if out.shape != (3, h, w):
+        return None
+    out = np.asarray(out, dtype=np.float32).reshape(3, h * w)
+    lut = np.full((3, 256), np.nan, dtype=np.float32)
+    for c in range(3):
+        channel_values = probe.reshape(h * w, 3)[:, c]
+        lut[c, channel_values] = out[c]
+        if not np.array_equal(lut[c, channel_values], out[c]):  # the same input value gave different outputs
+            return None
+    return None if np.isnan(lut).any() else lut
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
