@@ -69,13 +69,15 @@ class Decomposition:
         return list(seen)
 
     @classmethod
-    def from_tfvtg(cls, answer: Mapping[str, Any] | None, query: str = "", source: str = "file") -> Decomposition:
+    def from_tfvtg(
+        cls, answer: Mapping[str, Any] | None, query: str = "", source: str = "file"
+    ) -> Decomposition:
         """Read one LLM answer in TFVTG's schema (one entry of ``response`` in ``llm_outputs.json``).
 
-        Positions in ``query_json`` decide the roles, as in the official code: entry 0 holds the paraphrases and
-        the rest are sub-events (``sub_query_id`` is not consulted). Missing, empty or malformed answers fall back
-        to the plain query as a single description instead of raising; descriptions that are not non-empty
-        strings are dropped, and a sub-event left with none is dropped.
+        Positions in ``query_json`` decide the roles, as in the official code: entry 0 holds the paraphrases
+        and the rest are sub-events (``sub_query_id`` is not consulted). Missing, empty or malformed answers
+        fall back to the plain query as a single description instead of raising; descriptions that are not
+        non-empty strings are dropped, and a sub-event left with none is dropped.
 
         Args:
             answer: The parsed answer dict, or ``None`` / ``{}`` when the LLM call failed.
@@ -88,7 +90,9 @@ class Decomposition:
         entries = answer.get("query_json")
         if not isinstance(entries, list):
             return cls.single(query, note="LLM answer has no query_json list")
-        described = [_clean_descriptions(e.get("descriptions")) if isinstance(e, Mapping) else () for e in entries]
+        described = [
+            _clean_descriptions(e.get("descriptions")) if isinstance(e, Mapping) else () for e in entries
+        ]
         paraphrases = described[0] if described else ()
         sub_events = tuple(d for d in described[1:] if d)
         relation = answer.get("relationship")
@@ -101,7 +105,7 @@ class Decomposition:
         return cls(query, paraphrases, sub_events, relation, source=source, note=note)
 
     def to_tfvtg(self) -> dict[str, Any]:
-        """This decomposition in TFVTG's answer schema; ``{}`` for a fallback, as the official tools store it."""
+        """This decomposition in TFVTG's schema; ``{}`` for a fallback, as the official tools store it."""
         if self.is_fallback:
             return {}
         entries = [{"sub_query_id": 0, "descriptions": list(self.paraphrases)}]

@@ -14,8 +14,15 @@ if TYPE_CHECKING:
 
 __all__ = ["resolve_device", "resolve_dtype"]
 
-_DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16", "half": "float16",
-           "bfloat16": "bfloat16", "bf16": "bfloat16"}
+_DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+}
 
 
 def resolve_device(device: str | None = "auto") -> torch.device:
@@ -40,11 +47,19 @@ def resolve_device(device: str | None = "auto") -> torch.device:
     except (RuntimeError, ValueError) as exc:
         raise InputError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from exc
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError(f"device {device!r} requested but CUDA is not available here; use --device cpu or auto")
+        raise ModelError(
+            f"device {device!r} requested but CUDA is not available here; use --device cpu or auto"
+        )
     if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
-        raise ModelError(f"device {device!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
-    if resolved.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ModelError(f"device {device!r} requested but MPS is not available here; use --device cpu or auto")
+        raise ModelError(
+            f"device {device!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist"
+        )
+    if resolved.type == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise ModelError(
+            f"device {device!r} requested but MPS is not available here; use --device cpu or auto"
+        )
     return resolved
 
 

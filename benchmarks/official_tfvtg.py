@@ -1,0 +1,173 @@
+"""A literal transcription of TFVTG's official algorithm, written from docs/TFVTG-METHOD.md sections 3-5.
+
+It is the baseline of the benchmarks and the oracle of the reference-profile tests, so it is deliberately
+straightforward: Python loops over frames and windows, candidates listed by length then start, a stable sort
+and a greedy NMS over every candidate, as the official code does (on CPU, without torch). Windows with no
+active frame outside are dropped (the exact-arithmetic outcome of the official NaN filter). Nothing here is
+optimised.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def gaussian_kernel(stride: int) -> list[float]:
+    if stride < 3:
+        return [1.0]
+    half = min(stride - 2, 3) // 2
+    return [math.exp(-(x * x) / 2) / math.sqrt(2 * math.pi) for x in range(-half, half + 1)]
+
+
+def dynamic_start_indices(x: list[float], m: list[float], stride: int, ths: float = 5e-4) -> list[int]:
+    n = len(x)
+    g = gaussian_kernel(stride)
+    k = len(g)
+    y = [sum(g[j] * x[t + j] for j in range(k)) for t in range(n - k + 1)]
+    d = [y[t + 1] - y[t] for t in range(len(y) - 1)]
+    pad = (n - len(d)) // 2
+    delta = [0.0] * pad + d
+    delta += [0.0] * (n - len(delta))
+    delta = [delta[t] * m[t] for t in range(n)]
+    out, last = [], 0
+    for t in range(n):
+        d0 = delta[t]
+        d1 = delta[t - 1] if t >= 1 else 0.0
+        d2 = delta[t - 2] if t >= 2 else 0.0
+        rising = 3 * d0 > ths or 2 * d0 + d1 > ths or d0 + d1 + d2 > ths
+        if not rising:
+            last = t
+        out.append(last)
+    return out
+
+
+def generate_proposal(curve, stride: int, max_stride: int, nms_thresh: float = 0.3, mask_thr: float = 0.2):
+    """Kept (start_frac, end_frac, static, prefix_frac) tuples in NMS order, as section 3.1 lists them."""
+    s = [float(v) for v in curve]
+    n = len(s)
+    m = [1.0 if v > mask_thr else 0.0 for v in s]
+    x = [s[t] * m[t] for t in range(n)]
+    step = min(stride, n // 2)
+    if step < 1:
+        raise ValueError("range() arg 3 must not be zero")
+    starts = dynamic_start_indices(x, m, step)
+    total, active = sum(x), sum(m)
+    cands = []
+    for length in range(step, min(n, max_stride) + 1, step):
+        for i in range(n - length + 1):
+            inside = sum(x[i : i + length])
+            n_in = sum(m[i : i + length])
+            n_out = active - n_in
+            if n_out <= 0:
+                continue
+            static = inside / length - (total - inside) / n_out
+            if static > -1000:
+                cands.append(
+                    (
+                        np.float32(i) / np.float32(n),
+                        np.float32(i + length) / np.float32(n),
+                        static,
+                        starts[i] / n,
+                        i,
+                        i + length,
+                    )
+                )
+    cands.sort(key=lambda c: -c[2])  # stable: ties keep candidate order
+    suppressed = [False] * len(cands)
+    thr = np.float32(nms_thresh)
+    for a in range(len(cands) - 1):
+        if suppressed[a]:
+            continue
+        sa, ea = cands[a][0], cands[a][1]
+        for b in range(a + 1, len(cands)):
+            sb, eb = cands[b][0], cands[b][1]
+            inter = max(min(ea, eb) - max(sa, sb), np.float32(0))
+            if inter / (max(ea, eb) - min(sa, sb)) > thr:
+                suppressed[b] = True
+    return [c for c, sup in zip(cands, suppressed, strict=True) if not sup]
+
+
+def localize(curve, duration: float, stride: int, max_stride: int, top_k: int = 10):
+    """[(start_s, static_start_s, end_s, confidence), ...] as section 3.4's response list."""
+    kept = generate_proposal(curve, stride, max_stride)[:top_k]
+    if not kept:
+        return [(0.0, 0.0, 0.0, 1.0)] * 3
+    top = np.float32(kept[0][2])
+    d32 = np.float32(duration)
+    return [
+        (c[3] * duration, float(c[0] * d32), float(c[1] * d32), float(np.float32(c[2]) / top)) for c in kept
+    ]
+
+
+def calc_iou(cands: np.ndarray, gt) -> np.ndarray:
+    inter = np.maximum(np.minimum(cands[:, 1], gt[1]) - np.maximum(cands[:, 0], gt[0]), 0)
+    return inter / (np.maximum(cands[:, 1], gt[1]) - np.minimum(cands[:, 0], gt[0]))
+
+
+def select_proposal(inputs: np.ndarray, gamma: float = 0.6) -> np.ndarray:
+    weights = np.maximum(inputs[:, 2], 0)
+    votes = np.array([np.sum(calc_iou(inputs, p) ** gamma * weights) for p in inputs])
+    return inputs[np.argsort(-votes, kind="stable")]
+
+
+def search_combinations(cands, relation: str):
+    found = []
+
+    def visit(idx, cur):
+        if idx == len(cands):
+            if relation == "simultaneously" and max(c[0] for c in cur) > min(c[1] for c in cur):
+                return
+            conf = 1.0
+            for c in cur:
+                conf *= max(c[2], 0)
+            found.append([min(c[0] for c in cur), max(c[1] for c in cur), conf])
+            return
+        for c in cands[idx]:
+            if relation == "sequentially" and cur and c[0] < cur[-1][1]:
+                continue
+            visit(idx + 1, cur + [c])
+
+    visit(0, [])
+    return found
+
+
+def filter_and_integrate(sub_proposals, relation: str):
+    if not sub_proposals:
+        return []
+    found = search_combinations(sub_proposals, relation)
+    if not found:
+        return []
+    return select_proposal(np.array(found))[:2].tolist()
+
+
+def rank_major(responses, depth: int = 3):
+    out = []
+    for t in range(depth):
+        for resp in responses:
+            if t < len(resp):
+                out.append([resp[t][0], resp[t][2], resp[t][3]])
+    return out
+
+
+def eval_with_llm(
+    curves: dict, duration: float, sentence: str, answer: dict | None, stride: int, max_stride: int
+):
+    """The (start, end) prediction of section 5.2 for one sentence; ``curves`` maps description -> curve."""
+
+    def loc(text):
+        return localize(curves[text], duration, stride, max_stride)
+
+    relation, subs = "single-query", []
+    if answer and "query_json" in answer:
+        relation = answer["relationship"]
+        for entry in answer["query_json"][1:]:
+            props = rank_major([loc(t) for t in entry["descriptions"]])
+            subs.append(select_proposal(np.array(props))[:3].tolist())
+    descriptions = [sentence]
+    if answer and answer.get("query_json"):
+        descriptions += answer["query_json"][0]["descriptions"]
+    pool = rank_major([loc(t) for t in descriptions])[:7] + filter_and_integrate(subs, relation)
+    final = select_proposal(np.array(pool))
+    return float(final[0][0]), float(final[0][1])
