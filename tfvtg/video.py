@@ -1,0 +1,496 @@
+"""Decode a video with PyAV and sample RGB frames at a fixed rate, each with its real presentation time.
+
+Time always comes from the decoded frames' timestamps, never from index / nominal fps, so variable-frame-rate
+files, wrong declared rates and streams without a declared duration come out right. Decoding is sequential
+(seeking per sample is several times slower at a few samples per second) and streaming: only the frame being
+held as the current candidate and one output batch live in memory, whatever the video's length.
+
+Two sampling modes:
+
+- ``"timestamp"`` (default): targets 0, 1/fps, 2/fps, ... before the decoded end; each gets the latest frame
+  whose time is at or before it.
+- ``"reference"``: the frames the official TFVTG code picks (decord): n = round(frame_count / avg_fps * fps)
+  frame indices spread by ``linspace(0, frame_count - 1, n).round()``. Timestamps are still the real ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from tfvtg.errors import InputError, VideoError
+
+__all__ = [
+    "VideoInfo",
+    "FrameStream",
+    "probe_video",
+    "sample_frames",
+    "read_frames",
+    "reference_indices",
+    "SAMPLING_MODES",
+]
+
+logger = logging.getLogger("tfvtg.video")
+
+SAMPLING_MODES = ("timestamp", "reference")
+
+# A decoded span short of the declared duration by more than this (seconds, and fraction of the declared
+# duration) means the file is truncated. Both must be exceeded: container durations routinely differ from the
+# video stream's end by a frame or two, or by the audio's tail.
+_TRUNCATION_SECONDS = 1.0
+_TRUNCATION_FRACTION = 0.05
+# Corrupt packets logged one by one before only the final summary is logged.
+_MAX_CORRUPT_WARNINGS = 3
+# Packets decoded by probe_video while looking for the first frame (its rotation).
+_PROBE_PACKETS = 64
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container declares about its first video stream, read before decoding.
+
+    Attributes:
+        path: The file path as given.
+        width: Displayed width in pixels (after applying the rotation).
+        height: Displayed height in pixels (after applying the rotation).
+        fps: Declared average frame rate, or None when the container declares none.
+        duration: Declared duration in seconds (stream, else container), or None.
+        frame_count: Declared number of frames, or None.
+        rotation: Counter-clockwise rotation in degrees (a multiple of 90) that makes frames upright.
+        codec: Codec name, e.g. ``"h264"``.
+    """
+
+    path: str
+    width: int
+    height: int
+    fps: float | None
+    duration: float | None
+    frame_count: int | None
+    rotation: int
+    codec: str = ""
+
+
+def _check_path(path: str | os.PathLike) -> str:
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise VideoError(f"cannot open {name}: file not found")
+    if os.path.isdir(name):
+        raise VideoError(f"cannot open {name}: it is a directory, not a video file")
+    if not os.access(name, os.R_OK):
+        raise VideoError(f"cannot open {name}: permission denied")
+    return name
+
+
+def _open(name: str) -> tuple[Any, Any]:
+    """Open ``name`` and return (container, first video stream), or raise a one-line VideoError."""
+    import av
+
+    try:
+        container = av.open(name, metadata_errors="ignore")
+    except av.error.InvalidDataError:
+        raise VideoError(f"cannot open {name}: not a media file (or its header is damaged)") from None
+    except (av.error.FFmpegError, OSError) as exc:
+        raise VideoError(f"cannot open {name}: {_one_line(exc)}") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"cannot decode {name}: no video stream found")
+    return container, container.streams.video[0]
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _rotation_quarters(degrees: float) -> int:
+    """Number of counter-clockwise quarter turns (0-3) for np.rot90 that undo a display-matrix rotation."""
+    return round(degrees / 90.0) % 4
+
+
+def _first_frame_rotation(container: Any, stream: Any) -> int:
+    import av
+
+    try:
+        for i, packet in enumerate(container.demux(stream)):
+            for frame in packet.decode():
+                return _rotation_quarters(frame.rotation) * 90
+            if i >= _PROBE_PACKETS:
+                break
+    except av.error.FFmpegError:
+        pass  # an unreadable start is reported by the decoding pass, with its count of corrupt packets
+    return 0
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Read a video's declared properties (size, rate, duration, frame count, rotation).
+
+    Decodes at most the first frame (for its display rotation, which FFmpeg attaches to frames).
+
+    Raises:
+        VideoError: missing file, a directory, not a media file, or no video stream.
+    """
+    name = _check_path(path)
+    container, stream = _open(name)
+    try:
+        ctx = stream.codec_context
+        rate = stream.average_rate
+        fps = float(rate) if rate else None
+        duration = None
+        if stream.duration is not None and stream.time_base:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / 1_000_000  # AV_TIME_BASE
+        if duration is not None and not (duration > 0 and math.isfinite(duration)):
+            duration = None
+        frame_count = int(stream.frames) or None
+        width, height = int(ctx.width or 0), int(ctx.height or 0)
+        codec = ctx.name or ""
+        rotation = _first_frame_rotation(container, stream)
+    finally:
+        container.close()
+    if rotation in (90, 270):
+        width, height = height, width
+    return VideoInfo(name, width, height, fps, duration, frame_count, rotation, codec)
+
+
+def _validate(fps: float, size: tuple[int, int] | None, mode: str) -> tuple[float, tuple[int, int] | None]:
+    try:
+        fps = float(fps)
+    except (TypeError, ValueError):
+        raise InputError(f"fps must be a positive number, got {fps!r}") from None
+    if not (math.isfinite(fps) and fps > 0):
+        raise InputError(f"fps must be a positive number, got {fps!r}")
+    if size is not None:
+        ok = (
+            isinstance(size, (tuple, list))
+            and len(size) == 2
+            and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in size)
+        )
+        if not ok:
+            raise InputError(f"size must be (height, width) with positive integers, got {size!r}")
+        size = (int(size[0]), int(size[1]))
+    if mode not in SAMPLING_MODES:
+        raise InputError(f"sampling mode must be one of {', '.join(SAMPLING_MODES)}, got {mode!r}")
+    return fps, size
+
+
+class FrameStream:
+    """Sampled frames of one video, decoded lazily and sequentially; iterate it once.
+
+    Iterating yields ``(frame, time)``: an (H, W, 3) uint8 RGB array (upright, resized to ``size`` when given)
+    and the frame's presentation time in seconds from the first frame. After iteration the statistics below
+    describe the pass.
+
+    Attributes:
+        info: The container's declared properties.
+        fps: Sampling rate asked for.
+        size: Output (height, width), or None for the native displayed size.
+        mode: ``"timestamp"`` or ``"reference"``.
+        duration: Before iteration the declared duration (or None); after, the decoded span (end of the last
+            decoded frame).
+        decoded_frames: Frames the decoder returned.
+        sampled_frames: Frames yielded.
+        corrupt_packets: Packets skipped because they could not be decoded.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        fps: float = 3.0,
+        size: tuple[int, int] | None = None,
+        *,
+        mode: str = "timestamp",
+        strict: bool = False,
+    ) -> None:
+        self.fps, self.size = _validate(fps, size, mode)
+        self.mode = mode
+        self.strict = strict
+        self.info = probe_video(path)
+        self.path = self.info.path
+        self.duration: float | None = self.info.duration
+        self.decoded_frames = 0
+        self.sampled_frames = 0
+        self.corrupt_packets = 0
+        self._started = False
+        # Output (height, width); when None, fixed by the first decoded frame.
+        self._out_size: tuple[int, int] | None = self.size
+        self._reformatter: Any = None
+        self._tol = 0.0
+
+    def __repr__(self) -> str:
+        return f"FrameStream({self.path!r}, fps={self.fps}, size={self.size}, mode={self.mode!r})"
+
+    # -- public iteration -----------------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, float]]:
+        if self._started:
+            raise InputError("a FrameStream can be iterated only once; call sample_frames() again")
+        self._started = True
+        if self.mode == "reference":
+            return self._sample_reference()
+        return self._sample_timestamps()
+
+    def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(frames, times)``: (B, H, W, 3) uint8 and (B,) float64; B = batch_size but the last."""
+        if not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
+            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+        buf: np.ndarray | None = None
+        times = np.empty(batch_size, dtype=np.float64)
+        n = 0
+        for frame, t in self:
+            if buf is None:
+                buf = np.empty((batch_size, *frame.shape), dtype=np.uint8)
+            buf[n] = frame
+            times[n] = t
+            n += 1
+            if n == batch_size:
+                yield buf.copy(), times.copy()
+                n = 0
+        if n and buf is not None:
+            yield buf[:n].copy(), times[:n].copy()
+
+    # -- decoding -------------------------------------------------------------------------------------------
+
+    def _decoded(self) -> Iterator[tuple[Any, float]]:
+        """Yield (av.VideoFrame, time) for every decodable frame, in presentation order.
+
+        Corrupt packets are skipped (counted, logged); the final duration attribute is the decoded span.
+        """
+        import av
+
+        container, stream = _open(self.path)
+        try:
+            stream.thread_type = "AUTO"
+            tb = stream.time_base or Fraction(1, 1_000_000)
+            num, den = tb.numerator, tb.denominator
+            self._tol = 0.5 * num / den  # timestamps are quantised to the time base: half a tick is "at"
+            rate = stream.guessed_rate or stream.average_rate
+            nominal = max(1, round(1 / (tb * rate))) if rate else 1  # ticks per frame at the nominal rate
+            # Time is kept in integer ticks of the time base, relative to the first frame, so sampled times
+            # are exact (the float nearest to pts * time_base) and never accumulate rounding.
+            origin: int | None = None
+            last_rel: int | None = None
+            last_dur = 0
+            packets = container.demux(stream)
+            while True:
+                try:
+                    packet = next(packets)
+                except StopIteration:
+                    break
+                except av.error.FFmpegError as exc:  # unreadable container data: the rest is unreachable
+                    self._corrupt(exc, "reading")
+                    break
+                try:
+                    frames = packet.decode()
+                except av.error.InvalidDataError as exc:
+                    self._corrupt(exc, "decoding")
+                    continue
+                except av.error.FFmpegError as exc:
+                    raise VideoError(f"cannot decode {self.path}: {_one_line(exc)}") from None
+                for frame in frames:
+                    pts = frame.pts if frame.pts is not None else frame.dts
+                    following = 0 if last_rel is None else last_rel + (last_dur or nominal)
+                    if pts is None:  # e.g. raw elementary streams: frames follow one another
+                        rel = following
+                    else:
+                        if origin is None:
+                            origin = pts - following
+                        rel = pts - origin
+                    if last_rel is not None and rel <= last_rel:  # a repeated or out-of-order timestamp
+                        logger.debug("%s: frame at tick %d not after %d; dropped", self.path, rel, last_rel)
+                        continue
+                    # A frame's length: declared, else the gap since the previous frame (for the last frame).
+                    dur = frame.duration or (rel - last_rel if last_rel is not None else nominal)
+                    self.decoded_frames += 1
+                    last_rel, last_dur = rel, dur
+                    self.duration = (rel + dur) * num / den
+                    t = rel * num / den
+                    yield frame, t
+        finally:
+            container.close()
+        if self.decoded_frames == 0:
+            extra = f" ({self.corrupt_packets} corrupt packets)" if self.corrupt_packets else ""
+            raise VideoError(f"cannot decode {self.path}: no decodable video frame{extra}")
+        if self.corrupt_packets:
+            logger.warning("%s: skipped %d corrupt packet(s)", self.path, self.corrupt_packets)
+        self._check_truncation()
+
+    def _corrupt(self, exc: BaseException, doing: str) -> None:
+        self.corrupt_packets += 1
+        if self.strict:
+            raise VideoError(f"cannot decode {self.path}: corrupt data while {doing} ({_one_line(exc)})")
+        if self.corrupt_packets <= _MAX_CORRUPT_WARNINGS:
+            logger.warning("%s: skipping corrupt packet while %s: %s", self.path, doing, _one_line(exc))
+
+    def _check_truncation(self) -> None:
+        declared = self.info.duration
+        if declared is None or self.duration is None:
+            return
+        short = declared - self.duration
+        if short > _TRUNCATION_SECONDS and short > _TRUNCATION_FRACTION * declared:
+            msg = (
+                f"{self.path} looks truncated: decoded {self.duration:.2f} s "
+                f"of the {declared:.2f} s it declares"
+            )
+            if self.strict:
+                raise VideoError(f"cannot decode {msg}")
+            logger.warning("%s; using the decoded part", msg)
+
+    def _to_array(self, frame: Any) -> np.ndarray:
+        """Convert one decoded frame to upright RGB at the output size (resize done by swscale)."""
+        from av.video.reformatter import Interpolation, VideoReformatter
+
+        quarters = _rotation_quarters(frame.rotation)
+        if self._out_size is None:  # native size, fixed by the first frame so every frame has one shape
+            w, h = frame.width, frame.height
+            self._out_size = (w, h) if quarters % 2 else (h, w)
+        out_h, out_w = self._out_size
+        src_w, src_h = (out_h, out_w) if quarters % 2 else (out_w, out_h)
+        if self._reformatter is None:
+            self._reformatter = VideoReformatter()
+        rgb = self._reformatter.reformat(
+            frame, width=src_w, height=src_h, format="rgb24", interpolation=Interpolation.BICUBIC
+        ).to_ndarray()
+        if quarters:
+            rgb = np.ascontiguousarray(np.rot90(rgb, k=quarters))
+        return rgb
+
+    def _sample_timestamps(self) -> Iterator[tuple[np.ndarray, float]]:
+        k = 0
+        held: Any = None  # latest decoded frame not yet known to be past every pending target
+        held_t = 0.0
+        held_rgb: np.ndarray | None = None
+        for frame, t in self._decoded():
+            while held is not None and k / self.fps < t - self._tol:
+                # A frame shown for several targets is yielded as copies: callers may draw on frames in place.
+                held_rgb = self._to_array(held) if held_rgb is None else held_rgb.copy()
+                self.sampled_frames += 1
+                yield held_rgb, held_t
+                k += 1
+            held, held_t, held_rgb = frame, t, None
+        end = self.duration if self.duration is not None else held_t
+        while held is not None and (k == 0 or k / self.fps < end - self._tol):
+            held_rgb = self._to_array(held) if held_rgb is None else held_rgb.copy()
+            self.sampled_frames += 1
+            yield held_rgb, held_t
+            k += 1
+
+    def _sample_reference(self) -> Iterator[tuple[np.ndarray, float]]:
+        count = self._count_frames()
+        avg_fps = self.info.fps
+        if not avg_fps:
+            if not self.info.duration:
+                raise VideoError(
+                    f"cannot sample {self.path} in reference mode: no declared frame rate or duration"
+                )
+            avg_fps = count / self.info.duration
+        indices = reference_indices(count, avg_fps, self.fps)
+        pos = 0
+        index = -1
+        for frame, t in self._decoded():
+            index += 1
+            if pos < len(indices) and indices[pos] == index:
+                rgb = self._to_array(frame)
+                while pos < len(indices) and indices[pos] == index:
+                    self.sampled_frames += 1
+                    yield rgb, t
+                    rgb = rgb.copy()  # repeated indices: a fresh array each, callers may draw in place
+                    pos += 1
+        if pos < len(indices):
+            msg = (
+                f"{self.path}: decoded {index + 1} of the {count} frames the container holds; "
+                f"{len(indices) - pos} reference sample(s) missing"
+            )
+            if self.strict:
+                raise VideoError(f"cannot decode {msg}")
+            logger.warning(msg)
+
+    def _count_frames(self) -> int:
+        """Video packets in the file (what decord's len() counts), by demuxing without decoding."""
+        import av
+
+        container, stream = _open(self.path)
+        count = 0
+        try:
+            for packet in container.demux(stream):
+                if packet.size:
+                    count += 1
+        except av.error.FFmpegError:
+            pass  # counted up to the unreadable part; the decoding pass reports it
+        finally:
+            container.close()
+        if count == 0:
+            raise VideoError(f"cannot decode {self.path}: no video packets found")
+        declared = self.info.frame_count
+        if declared and declared != count:
+            logger.info("%s: container declares %d frames, found %d", self.path, declared, count)
+        return count
+
+
+def reference_indices(frame_count: int, avg_fps: float, fps: float) -> np.ndarray:
+    """Frame indices the official TFVTG extraction keeps.
+
+    n = round(frame_count / avg_fps * fps) (at least one) indices spread by
+    ``linspace(0, frame_count - 1, n)``, rounded half to even as decord-based extraction does.
+    """
+    n = max(1, round(frame_count / avg_fps * fps))
+    return np.linspace(0, frame_count - 1, n).round().astype(np.int64)
+
+
+def sample_frames(
+    path: str | os.PathLike,
+    fps: float = 3.0,
+    size: tuple[int, int] | None = None,
+    *,
+    mode: str = "timestamp",
+    strict: bool = False,
+) -> FrameStream:
+    """Sample RGB frames of a video at ``fps`` with their presentation times, streaming.
+
+    Args:
+        path: Video file.
+        fps: Samples per second (timestamp mode) or the official code's rate (reference mode).
+        size: Output (height, width); the full frame is resized (aspect ratio not kept, bicubic) as BLIP-2's
+            preprocessing does. None keeps the native displayed size.
+        mode: ``"timestamp"`` (latest frame at or before each k / fps) or ``"reference"`` (official indices).
+        strict: Raise VideoError on a truncated file or a corrupt packet instead of warning and going on.
+
+    Returns:
+        A FrameStream to iterate once (``for frame, t in stream`` or ``stream.batches(32)``).
+
+    Raises:
+        InputError: bad fps, size or mode.
+        VideoError: missing file, not a media file, no video stream (at once); no decodable frame, or with
+            strict truncation/corruption (while iterating).
+    """
+    return FrameStream(path, fps, size, mode=mode, strict=strict)
+
+
+def read_frames(
+    path: str | os.PathLike,
+    fps: float = 3.0,
+    size: tuple[int, int] | None = None,
+    *,
+    mode: str = "timestamp",
+    strict: bool = False,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """All sampled frames at once: (N, H, W, 3) uint8, their times (N,) float64, and the decoded duration.
+
+    A convenience for short clips; use sample_frames to stream long videos.
+    """
+    stream = sample_frames(path, fps, size, mode=mode, strict=strict)
+    frames: list[np.ndarray] = []
+    times: list[float] = []
+    for frame, t in stream:
+        frames.append(frame)
+        times.append(t)
+    assert stream.duration is not None  # set by a pass that decoded at least one frame
+    return np.stack(frames), np.asarray(times, dtype=np.float64), float(stream.duration)
+
+
