@@ -205,3 +205,17 @@ def test_importing_numpro_does_not_import_torch():
         "sys.exit(f'imported {bad}' if bad else 0)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_qwen2_5_vl_gets_the_real_rate_as_seconds_per_temporal_patch(tiny_qwen2_5vl_dir):
+    import transformers
+
+    backend = Qwen2VLBackend(str(tiny_qwen2_5vl_dir), device="cpu", max_new_tokens=6).load()
+    assert isinstance(backend._model, transformers.Qwen2_5_VLForConditionalGeneration)
+    frames = _frames(4, seed=5)
+    for times, seconds in (([0.0, 0.5, 1.0, 1.5], 1.0), ([0.0, 2.0, 4.0, 6.0], 4.0)):
+        inputs = backend.build_inputs(frames, PROMPT, times=times)
+        # two frames per temporal patch: 2 / fps seconds each
+        assert inputs.tensors["second_per_grid_ts"].tolist() == [pytest.approx(seconds)]
+        assert isinstance(backend.answer(frames, PROMPT, times=times), str)
+        assert backend.last_generated_tokens <= 6
