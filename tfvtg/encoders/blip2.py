@@ -19,7 +19,8 @@ embeddings and projections stay in float32 as LAVIS runs them (they cost ~1% of 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -257,50 +258,76 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
 def _load_parts(
     source: str, is_dir: bool, local_files_only: bool | None, kwargs: dict
 ) -> tuple[Any, Any, Any]:
-    """Config, model, image processor and tokenizer; every failure becomes a ModelError saying what to do."""
+    """Model, image processor and tokenizer; every failure becomes a ModelError saying what to do."""
     offline = is_dir or local_files_only is True or _env_true("HF_HUB_OFFLINE")
     if offline or local_files_only is False:
-        return _load_parts_once(source, is_dir, local_files_only=bool(offline), kwargs=kwargs)
+        return _load_parts_once(source, is_dir, local_files_only=bool(offline), probe=False, kwargs=kwargs)
     try:  # Cache first: no network round trip when the files are already there.
-        return _load_parts_once(source, is_dir, local_files_only=True, kwargs=kwargs)
+        return _load_parts_once(source, is_dir, local_files_only=True, probe=True, kwargs=kwargs)
     except _NotCached:
-        return _load_parts_once(source, is_dir, local_files_only=False, kwargs=kwargs)
+        return _load_parts_once(source, is_dir, local_files_only=False, probe=False, kwargs=kwargs)
 
 
 class _NotCached(ModelError):
-    """The files are not in the local cache (only raised when the network was not tried)."""
+    """The files are not all in the local cache; raised only by a cache probe that the network try follows."""
 
 
 def _load_parts_once(
-    source: str, is_dir: bool, *, local_files_only: bool, kwargs: dict
+    source: str, is_dir: bool, *, local_files_only: bool, probe: bool, kwargs: dict
 ) -> tuple[Any, Any, Any]:
     import torch
     from transformers import AutoImageProcessor, AutoTokenizer, Blip2Config, Blip2ForImageTextRetrieval
 
-    hint = (
-        "pass --model /path/to/dir"
-        if is_dir
-        else f"download it once with `huggingface-cli download {source}` or pass --model /path/to/dir"
-    )
+    if is_dir:
+        hint = "pass --model a directory written by save_pretrained"
+        missing = "the directory is incomplete"
+    else:
+        hint = f"download it once with `huggingface-cli download {source}` or pass --model /path/to/dir"
+        missing = (
+            "not in the Hugging Face cache and offline (HF_HUB_OFFLINE=1 or local_files_only)"
+            if local_files_only
+            else "not in the Hugging Face cache and the hub is unreachable (or no such repository)"
+        )
     common = dict(kwargs, local_files_only=local_files_only)
     try:
         config_dict, _ = Blip2Config.get_config_dict(source, **common)
     except OSError as exc:
-        if is_dir:
-            raise ModelError(f"cannot load {source}: {_first_line(exc)}") from exc
-        if local_files_only and not _env_true("HF_HUB_OFFLINE"):
+        if probe:
             raise _NotCached(f"cannot load {source}: not in the Hugging Face cache") from exc
+        raise ModelError(f"cannot load {source}: {missing}; {hint}") from exc
+    config = _retrieval_config(source, config_dict)
+    try:
+        with _quiet_progress(local_files_only):
+            model = _from_pretrained_sdpa(Blip2ForImageTextRetrieval, source, config=config, **common)
+            image_processor = AutoImageProcessor.from_pretrained(source, **common)
+            tokenizer = AutoTokenizer.from_pretrained(source, **common)
+    except torch.cuda.OutOfMemoryError as exc:
+        raise ModelError(f"out of GPU memory loading {source}; free the GPU or use --device cpu") from exc
+    except MemoryError as exc:
         raise ModelError(
-            f"cannot load {source}: not in the Hugging Face cache and the hub is unreachable "
-            f"(or no such repository); {hint}"
+            f"out of memory loading {source} (the ViT-g checkpoint needs about 5 GB of RAM)"
         ) from exc
-    model_type = config_dict.get("model_type")
-    if model_type != "blip-2" or "Blip2ForImageTextRetrieval" not in (
-        config_dict.get("architectures") or ["Blip2ForImageTextRetrieval"]
-    ):
-        arch = ", ".join(config_dict.get("architectures") or []) or model_type
+    except OSError as exc:
+        if probe:
+            raise _NotCached(f"cannot load {source}: not fully in the Hugging Face cache") from exc
+        raise ModelError(f"cannot load {source}: {missing} ({_first_line(exc)}); {hint}") from exc
+    except (ValueError, RuntimeError, KeyError, TypeError) as exc:
         raise ModelError(
-            f"cannot load {source}: it is a {arch} checkpoint, not a BLIP-2 image-text retrieval "
+            f"cannot load {source}: broken or incompatible checkpoint files ({_first_line(exc)}); "
+            f"re-download it or re-save it with save_pretrained"
+        ) from exc
+    return model, image_processor, tokenizer
+
+
+def _retrieval_config(source: str, config_dict: dict) -> Any:
+    """The Blip2Config of a `Blip2ForImageTextRetrieval` checkpoint, else a ModelError saying what it is."""
+    from transformers import Blip2Config
+
+    architectures = config_dict.get("architectures") or ["Blip2ForImageTextRetrieval"]
+    if config_dict.get("model_type") != "blip-2" or "Blip2ForImageTextRetrieval" not in architectures:
+        what = ", ".join(config_dict.get("architectures") or []) or config_dict.get("model_type") or "unknown"
+        raise ModelError(
+            f"cannot load {source}: it is a {what} checkpoint, not a BLIP-2 image-text retrieval "
             f"model (Blip2ForImageTextRetrieval); use blip2-coco or a directory saved from one"
         )
     qformer = config_dict.setdefault("qformer_config", {})
@@ -312,26 +339,22 @@ def _load_parts_once(
             f"cannot load {source}: its Q-Former has no text input (use_qformer_text_input is "
             f"false), so it cannot embed texts; use a Blip2ForImageTextRetrieval checkpoint"
         )
+    return config
+
+
+@contextmanager
+def _quiet_progress(quiet: bool) -> Iterator[None]:
+    """Hide transformers' weight-loading progress bars for local loads (downloads keep theirs)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    if quiet and was_enabled:
+        hf_logging.disable_progress_bar()
     try:
-        model = _from_pretrained_sdpa(Blip2ForImageTextRetrieval, source, config=config, **common)
-        image_processor = AutoImageProcessor.from_pretrained(source, **common)
-        tokenizer = AutoTokenizer.from_pretrained(source, **common)
-    except torch.cuda.OutOfMemoryError as exc:
-        raise ModelError(f"out of GPU memory loading {source}; free the GPU or use --device cpu") from exc
-    except MemoryError as exc:
-        raise ModelError(
-            f"out of memory loading {source} (the ViT-g checkpoint needs about 5 GB of RAM)"
-        ) from exc
-    except OSError as exc:
-        if local_files_only and not is_dir and not _env_true("HF_HUB_OFFLINE"):
-            raise _NotCached(f"cannot load {source}: not fully in the Hugging Face cache") from exc
-        raise ModelError(f"cannot load {source}: {_first_line(exc)}; {hint}") from exc
-    except (ValueError, RuntimeError, KeyError, TypeError) as exc:
-        raise ModelError(
-            f"cannot load {source}: broken or incompatible checkpoint files ({_first_line(exc)}); "
-            f"re-download it or re-save it with save_pretrained"
-        ) from exc
-    return model, image_processor, tokenizer
+        yield
+    finally:
+        if quiet and was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _from_pretrained_sdpa(model_cls: Any, source: str, **kwargs: Any) -> Any:
