@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,7 +76,6 @@ class Qwen2VLInputs:
     fps: float | None
     num_frames: int
     padded_frames: int = 0
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 class Qwen2VLBackend:
@@ -291,7 +290,7 @@ class Qwen2VLBackend:
         video = np.stack(frames)
         try:
             from transformers.video_utils import VideoMetadata
-        except ImportError:  # transformers 4.x: the processor takes the rate directly
+        except ImportError:  # transformers 4.x (not exercised by the tests): the processor takes the rate
             video_kwargs: dict[str, Any] = {"fps": [fps]}
         else:
             n = len(frames)

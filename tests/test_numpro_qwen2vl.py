@@ -219,3 +219,13 @@ def test_qwen2_5_vl_gets_the_real_rate_as_seconds_per_temporal_patch(tiny_qwen2_
         assert inputs.tensors["second_per_grid_ts"].tolist() == [pytest.approx(seconds)]
         assert isinstance(backend.answer(frames, PROMPT, times=times), str)
         assert backend.last_generated_tokens <= 6
+
+
+def test_create_mllm_builds_this_backend_lazily(tiny_qwen2vl_dir):
+    from numpro.mllm import MLLM, create_mllm
+
+    mllm = create_mllm(f"qwen2-vl:{tiny_qwen2vl_dir}", device="cpu", max_new_tokens=5)
+    assert isinstance(mllm, Qwen2VLBackend) and isinstance(mllm, MLLM)
+    assert not mllm.loaded and mllm.name == f"qwen2-vl:{tiny_qwen2vl_dir}"
+    assert isinstance(mllm.answer(_frames(3), PROMPT, times=[0.0, 1.0, 2.0]), str)
+    assert mllm.last_generated_tokens <= 5
