@@ -403,3 +403,95 @@ def test_format_metrics():
 
 def test_mr_thresholds():
     assert MR_IOU_THRESHOLDS == (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+
+
+# ----------------------------------------------------------------- cross-checks against literal definitions
+
+
+def test_grounding_metrics_accepts_moments_and_rejects_bad_spans():
+    from tfvtg.moment import Moment
+
+    m = grounding_metrics([Moment(0.0, 5.0, 0.9), (0.0, 10.0, 0.3)], [(0.0, 10.0), (0.0, 10.0)])
+    assert m["mIoU"] == pytest.approx(75.0)
+    with pytest.raises(InputError, match="prediction 0 is not a"):
+        grounding_metrics([(1.0,)], [(0.0, 1.0)])
+    with pytest.raises(InputError, match="ground truth 0 is not a"):
+        grounding_metrics([(0.0, 1.0)], ["ab"])
+
+
+def _literal_detection_ap(windows, scores, gts, thr):
+    """Plain loops, one threshold at a time, straight from the definition."""
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    taken = [False] * len(gts)
+    hits = []
+    for i in order:
+        s, e = windows[i]
+        ious = []
+        for gs, ge in gts:
+            inter = max(0.0, min(e, ge) - max(s, gs))
+            ious.append(inter / (max(e, ge) - min(s, gs)) if inter > 0 else 0.0)
+        ranked = sorted(range(len(gts)), key=lambda j: ious[j])[::-1]
+        hit = next((j for j in ranked if ious[j] >= thr and not taken[j]), None)
+        if hit is not None:
+            taken[hit] = True
+        hits.append(hit is not None)
+    # VOC AP: for each recall level r reached, the best precision at recall >= r, times the recall step.
+    points = []
+    tp = 0
+    for k, h in enumerate(hits, start=1):
+        tp += h
+        points.append((tp / len(gts), tp / k))
+    ap, previous = 0.0, 0.0
+    for r in sorted({r for r, _ in points}):
+        if r > previous:
+            ap += (r - previous) * max(p for rr, p in points if rr >= r)
+            previous = r
+    return ap
+
+
+def test_detection_ap_matches_a_literal_implementation_on_random_cases():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n, m = rng.integers(1, 8), rng.integers(1, 4)
+        starts = rng.integers(0, 20, n).astype(float)
+        windows = np.stack([starts, starts + rng.integers(1, 10, n)], 1)
+        gs = rng.integers(0, 20, m).astype(float)
+        gts = np.stack([gs, gs + rng.integers(1, 10, m)], 1)
+        scores = rng.integers(0, 4, n) / 4.0  # score ties on purpose
+        got = average_precision_detection(windows, scores, gts, MR_IOU_THRESHOLDS)
+        want = [
+            _literal_detection_ap(windows.tolist(), scores.tolist(), gts.tolist(), t)
+            for t in MR_IOU_THRESHOLDS
+        ]
+        np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+def _literal_saliency_ap(labels, scores):
+    """Per distinct score threshold t (high to low): precision and recall of {score >= t}; interpolated
+    precision = best precision at any threshold <= t; averaged over the thresholds where recall rises."""
+    labels = [bool(x) for x in labels]
+    positives = sum(labels)
+    if positives in (0, len(labels)):
+        return float(positives > 0)
+    values, previous = [], 0
+    thresholds = sorted(set(scores), reverse=True)
+    stats = []
+    for t in thresholds:
+        chosen = [y for y, s in zip(labels, scores, strict=True) if s >= t]
+        stats.append((sum(chosen), sum(chosen) / len(chosen)))
+    for k, (tp, _) in enumerate(stats):
+        if tp > previous:
+            values.append(max(p for _, p in stats[k:]))
+            previous = tp
+    return sum(values) / len(values)
+
+
+def test_saliency_ap_matches_a_literal_implementation_on_random_cases():
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        n = int(rng.integers(1, 12))
+        labels = rng.random(n) < 0.4
+        scores = (rng.integers(0, 5, n) / 4.0).tolist()  # ties on purpose
+        assert saliency_average_precision(labels, scores) == pytest.approx(
+            _literal_saliency_ap(labels, scores)
+        )

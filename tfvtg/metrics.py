@@ -102,10 +102,11 @@ def recall_at_iou(ious: Sequence[float] | np.ndarray, thresholds: Sequence[float
     return {f"R1@{t:g}": float(100.0 * np.mean(values >= t)) for t in thresholds}
 
 
-def grounding_ious(
-    preds: Sequence[tuple[float, float] | None], gts: Sequence[tuple[float, float]]
-) -> np.ndarray:
+def grounding_ious(preds: Sequence[Any], gts: Sequence[Any]) -> np.ndarray:
     """Per-query IoU of the top-1 prediction with the ground truth; a None prediction counts as IoU 0.
+
+    Spans are ``(start, end)`` pairs (a third item, the score, is ignored) or objects with ``.start`` and
+    ``.end`` such as `tfvtg.Moment`.
 
     Raises:
         InputError: different numbers of predictions and ground-truth spans, or a malformed span.
@@ -113,25 +114,35 @@ def grounding_ious(
     if len(preds) != len(gts):
         raise InputError(f"grounding metrics: {len(preds)} predictions but {len(gts)} ground-truth spans")
     missing = np.array([p is None for p in preds], dtype=bool)
-    pred = np.array([(0.0, 0.0) if p is None else tuple(p)[:2] for p in preds], dtype=np.float64)
-    pred = pred.reshape(-1, 2)
-    gt = np.array([tuple(g)[:2] for g in gts], dtype=np.float64).reshape(-1, 2)
-    ious = temporal_iou(pred, gt) if len(gt) else np.zeros(0)
+    pred = np.array([(0.0, 0.0) if p is None else _pair(p, f"prediction {i}") for i, p in enumerate(preds)])
+    gt = np.array([_pair(g, f"ground truth {i}") for i, g in enumerate(gts)])
+    ious = temporal_iou(pred.reshape(-1, 2), gt.reshape(-1, 2)) if len(gt) else np.zeros(0)
     ious[missing] = 0.0
     return ious
 
 
+def _pair(span: Any, what: str) -> tuple[float, float]:
+    try:
+        if hasattr(span, "start") and hasattr(span, "end"):
+            return float(span.start), float(span.end)
+        start, end = tuple(span)[:2]
+        return float(start), float(end)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} is not a (start, end) span: {span!r}") from None
+
+
 def grounding_metrics(
-    preds: Sequence[tuple[float, float] | None],
-    gts: Sequence[tuple[float, float]],
+    preds: Sequence[Any],
+    gts: Sequence[Any],
     thresholds: Sequence[float] = (0.3, 0.5, 0.7),
 ) -> dict[str, float | int]:
     """R1@IoU and mIoU of top-1 predictions, as TFVTG's and NumPro's evaluations report them.
 
-    Each query counts once (averages over queries, not videos). A None prediction (e.g. an MLLM answer that
-    could not be parsed) counts as IoU 0. The IoU is clipped at 0 (the official TFVTG code clips only for the
-    mIoU; the thresholds are all positive, so R1 is the same either way). Ground truth is used as annotated,
-    including ends past the video's duration.
+    ``preds`` are top-1 spans: ``(start, end)`` pairs, `tfvtg.Moment` objects or None; ``gts`` are
+    ``(start, end)`` pairs. Each query counts once (averages over queries, not videos). A None prediction
+    (e.g. an MLLM answer that could not be parsed) counts as IoU 0. The IoU is clipped at 0 (the official
+    TFVTG code clips only for the mIoU; the thresholds are all positive, so R1 is the same either way). Ground
+    truth is used as annotated, including ends past the video's duration.
 
     Returns:
         ``{"R1@0.3", "R1@0.5", "R1@0.7", "mIoU"}`` in percent and ``"n"``, the number of queries.
