@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from tfvtg import __version__
 from tfvtg.console import run_group, verbose_option
+from tfvtg.errors import InputError, VideoError
+
+if TYPE_CHECKING:
+    from tfvtg.grounder import Grounder, GroundingResult
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -15,6 +24,351 @@ from tfvtg.console import run_group, verbose_option
 @verbose_option
 def cli() -> None:
     """Training-free video temporal grounding (TFVTG: BLIP-2 + an LLM's query decomposition)."""
+
+
+# ------------------------------------------------------------------------------------ ground / extract / plot
+# The commands below build a Grounder from shared options; its components raise TfvtgError subclasses, which
+# run_group turns into one "error: ..." line.
+
+_VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv",
+                             ".ts", ".3gp", ".ogv"})
+
+
+def _options(*decorators: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Callable[..., Any]:
+    def apply(func: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
+
+
+_encoder_options = _options(
+    click.option("--model", default="blip2-coco", show_default=True,
+                 help="Encoder: blip2-coco (the paper's), blip2, a Hugging Face id or a model directory."),
+    click.option("--device", default="auto", show_default=True,
+                 help="auto (cuda, mps, cpu), cpu, cuda, cuda:N, mps."),
+    click.option("--dtype", default=None,
+                 help="float32, float16 or bfloat16 [default: bf16 on CUDA, else fp32]."),
+    click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+                 help="Frames per encoder batch."),
+    click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
+                 help="Frame sampling rate [default: the encoder's, 3]."),
+    click.option("--dedup-threshold", type=click.FloatRange(min=0), default=None,
+                 help="Reuse the last frame's features below this mean absolute pixel difference (0-255)."),
+)
+
+_grounding_options = _options(
+    click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
+                 help="Spans per query."),
+    click.option("--profile", type=click.Choice(["default", "reference"]), default="default",
+                 show_default=True,
+                 help="default: the paper's method, bugs fixed; reference: the official code's decisions."),
+    click.option("--preset", type=click.Choice(["auto", "charades", "activitynet", "qvhighlights"]),
+                 default="auto", show_default=True,
+                 help="Proposal lengths of a dataset; auto: charades up to 60 s, else activitynet."),
+    click.option("--stride-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
+                 help="Proposal length quantum in seconds (overrides the preset)."),
+    click.option("--max-length-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
+                 help="Longest proposal in seconds (overrides the preset)."),
+    click.option("--llm", default=None, metavar="MODEL",
+                 help="LLM for the query decomposition (any OpenAI-compatible model); none: VLM only."),
+    click.option("--llm-base-url", default=None, metavar="URL",
+                 help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 [default: OPENAI_BASE_URL]"),
+    click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                 help="Feature and LLM cache directory [default: tfvtg's user cache]."),
+    click.option("--no-cache", is_flag=True, help="Neither read nor write the caches."),
+)
+
+
+def _make_grounder(options: dict[str, Any]) -> Grounder:
+    from tfvtg.grounder import Grounder
+
+    return Grounder(
+        options["model"], device=options["device"], dtype=options["dtype"], fps=options["fps"],
+        profile=options["profile"], preset=options["preset"], stride_seconds=options["stride_seconds"],
+        max_length_seconds=options["max_length_seconds"], llm=options["llm"],
+        llm_base_url=options["llm_base_url"], cache_dir=options["cache_dir"],
+        use_cache=not options["no_cache"], batch_size=options["batch_size"],
+        dedup_threshold=options["dedup_threshold"], progress=True,
+    )
+
+
+def _read_queries(query: str | None, queries: Sequence[str], queries_file: Path | None) -> list[str]:
+    from tfvtg.grounder import check_query
+
+    texts = ([query] if query is not None else []) + list(queries)
+    if queries_file is not None:
+        if not queries_file.is_file():
+            raise InputError(f"queries file not found: {queries_file}")
+        lines = queries_file.read_text(encoding="utf-8").splitlines()
+        texts += [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not texts:
+        raise InputError("no query given: pass QUERY, --query TEXT or --queries-file FILE")
+    return [check_query(text) for text in texts]
+
+
+def _clock(seconds: float) -> str:
+    """``mm:ss.s`` (``h:mm:ss.s`` from an hour on)."""
+    tenths = int(round(max(seconds, 0.0) * 10))
+    hours, rest = divmod(tenths, 36000)
+    minutes, rest = divmod(rest, 600)
+    text = f"{minutes:02d}:{rest // 10:02d}.{rest % 10}"
+    return f"{hours}:{text}" if hours else text
+
+
+def _describe_decomposition(result: GroundingResult) -> list[str]:
+    d = result.decomposition
+    if result.method == "vlm-only":
+        return ["decomposition: none, VLM-only (no LLM configured; pass --llm MODEL for the full method)"]
+    head = f"decomposition: {d.relation} ({d.source}{': ' + d.note if d.note else ''})"
+    lines = [head]
+    if d.paraphrases:
+        lines.append("  paraphrases: " + " | ".join(d.paraphrases))
+    for i, event in enumerate(d.sub_events, start=1):
+        lines.append(f"  sub-event {i}: " + " | ".join(event))
+    return lines
+
+
+def _moments_table(result: GroundingResult) -> list[str]:
+    rows = [("#", "start", "end", "start s", "end s", "score")]
+    rows += [(str(i), _clock(m.start), _clock(m.end), f"{m.start:.2f}", f"{m.end:.2f}", f"{m.score:.3f}")
+             for i, m in enumerate(result.moments, start=1)]
+    widths = [max(len(row[c]) for row in rows) for c in range(6)]
+    return ["  " + "  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+
+
+def _numbered(path: Path, index: int, count: int) -> Path:
+    return path if count == 1 else path.with_name(f"{path.stem}-{index}{path.suffix}")
+
+
+@cli.command()
+@click.argument("video", type=click.Path(path_type=Path))
+@click.argument("query", required=False)
+@click.option("--query", "-q", "queries", multiple=True,
+              help="A query (repeat for several; the video is encoded once).")
+@click.option("--queries-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A text file with one query per line (blank lines and # comments skipped).")
+@click.option("--json", "as_json", is_flag=True, help="One QVHighlights-style JSON line per query.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also save a figure of the curves and spans (numbered -1, -2, ... for several queries).")
+@_grounding_options
+@_encoder_options
+def ground(video: Path, query: str | None, queries: tuple[str, ...], queries_file: Path | None, as_json: bool,
+           plot_path: Path | None, **options: Any) -> None:
+    """Find when QUERY happens in VIDEO: spans in seconds, best first.
+
+    Prints a table per query (start and end as mm:ss.s and in seconds, score) and the decomposition used;
+    with --json, one line per query with pred_relevant_windows, the decomposition and timings.
+
+    \b
+    Examples:
+      tfvtg ground video.mp4 "the person turns on the light"
+      tfvtg ground video.mp4 -q "a dog runs" -q "a dog sleeps" --json
+      tfvtg ground video.mp4 "a man opens a door" --llm gpt-4o-mini --plot door.png
+    """
+    from tfvtg.grounder import check_video_path
+
+    texts = _read_queries(query, queries, queries_file)
+    check_video_path(video)
+    grounder = _make_grounder({**options})
+    start = time.perf_counter()
+    features = grounder.encode_video(video)
+    encode_s = time.perf_counter() - start
+    if not as_json:
+        click.echo(f"video: {video.name} ({features.duration:.2f} s, {len(features.timestamps)} frames at "
+                   f"{features.fps:g} fps; model {grounder.model}, profile {grounder.profile})")
+    for index, text in enumerate(texts, start=1):
+        result = grounder.ground_details(features, text, top_k=options["top_k"])
+        result.meta["timings"]["encode_s"] = round(encode_s if index == 1 else 0.0, 4)
+        if plot_path is not None:
+            from tfvtg.plot import plot_result, save_figure
+
+            save_figure(plot_result(result), _numbered(plot_path, index, len(texts)))
+        if as_json:
+            click.echo(json.dumps(result.to_prediction(qid=index - 1, vid=video.stem), ensure_ascii=False))
+            continue
+        click.echo("")
+        click.echo(f"query: {text}")
+        for line in _describe_decomposition(result) + _moments_table(result):
+            click.echo(line)
+
+
+@cli.command()
+@click.argument("video", type=click.Path(path_type=Path))
+@click.argument("query")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Image file to write (.png, .pdf, .svg).")
+@click.option("--gt", "gt", type=(float, float), multiple=True, metavar="START END",
+              help="A true span in seconds to draw (repeatable).")
+@_grounding_options
+@_encoder_options
+def plot(video: Path, query: str, out_path: Path, gt: tuple[tuple[float, float], ...],
+         **options: Any) -> None:
+    """Save a figure of QUERY's similarity curves over VIDEO with the predicted spans."""
+    from tfvtg.grounder import check_query, check_video_path
+    from tfvtg.plot import plot_result, save_figure
+
+    query = check_query(query)
+    check_video_path(video)
+    grounder = _make_grounder({**options})
+    result = grounder.ground_details(video, query, top_k=options["top_k"])
+    save_figure(plot_result(result, gt=list(gt) or None), out_path)
+    click.echo(f"wrote {out_path}")
+
+
+def _parse_shard(shard: str | None) -> tuple[int, int]:
+    if shard is None:
+        return 0, 1
+    index, sep, count = shard.partition("/")
+    if not sep or not index.strip().isdigit() or not count.strip().isdigit() or int(count) < 1:
+        raise InputError(f"--shard must be I/N with 0 <= I < N (e.g. 0/4), got {shard!r}")
+    if int(index) >= int(count):
+        raise InputError(f"--shard {shard}: I counts from 0 and must be below N")
+    return int(index), int(count)
+
+
+def _video_files(paths: Sequence[Path]) -> list[Path]:
+    """The files given and the video files (by suffix) directly inside the directories given; sorted."""
+    from tfvtg.grounder import check_video_path
+
+    found: set[Path] = set()
+    for path in paths:
+        if path.is_dir():
+            found.update(p.resolve() for p in path.iterdir()
+                         if p.is_file() and p.suffix.lower() in _VIDEO_SUFFIXES)
+        else:
+            found.add(check_video_path(path).resolve())
+    return sorted(found, key=str)
+
+
+@cli.command()
+@click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for the feature files (<video name>.<suffix>; created if missing).")
+@click.option("--shard", default=None, metavar="I/N",
+              help="Process only part I of N (I from 0) of the sorted video list; N processes share it.")
+@click.option("--skip-existing", is_flag=True, help="Skip videos whose feature file exists (resume a run).")
+@click.option("--sampling", type=click.Choice(["timestamp", "reference"]), default="timestamp",
+              show_default=True,
+              help="timestamp: frames at real times; reference: the official code's frame picks.")
+@_encoder_options
+def extract(videos: tuple[Path, ...], out_dir: Path, shard: str | None, skip_existing: bool, sampling: str,
+            **options: Any) -> None:
+    """Write one feature file per video into --out, for `tfvtg evaluate` or later grounding.
+
+    VIDEOS are files or directories (their video files). Files are written atomically, so several
+    processes can share one --out directory; --shard I/N splits the sorted list between them and
+    --skip-existing resumes. A video that cannot be decoded is reported and the others go on; the exit
+    status is then 1.
+    """
+    from tfvtg.encoders import create_encoder
+    from tfvtg.evaluate import FEATURE_SUFFIX
+    from tfvtg.features import extract_features
+
+    index, count = _parse_shard(shard)
+    files = _video_files(videos)
+    if not files:
+        raise InputError("no video file found in " + ", ".join(str(v) for v in videos))
+    stems: dict[str, Path] = {}
+    for path in files:
+        if path.stem in stems:
+            raise InputError(f"{stems[path.stem]} and {path} would write the same feature file {path.stem}"
+                             f"{FEATURE_SUFFIX}; rename one or extract them into different directories")
+        stems[path.stem] = path
+    mine = files[index::count]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    encoder = None
+    done = skipped = 0
+    failed: list[str] = []
+    for path in mine:
+        target = out_dir / f"{path.stem}{FEATURE_SUFFIX}"
+        if skip_existing and target.exists():
+            skipped += 1
+            click.echo(f"skip {path.name}: {target.name} exists")
+            continue
+        if encoder is None:
+            encoder = create_encoder(options["model"], device=options["device"], dtype=options["dtype"],
+                                     batch_size=options["batch_size"])
+        start = time.perf_counter()
+        try:
+            features = extract_features(path, encoder, fps=options["fps"], mode=sampling,
+                                        batch_size=options["batch_size"],
+                                        dedup_threshold=options["dedup_threshold"], progress=True)
+        except VideoError as exc:  # one bad file must not stop a dataset run; reported below, exit status 1
+            failed.append(f"{path.name} ({exc})")
+            logging.getLogger("tfvtg").error("%s", exc)
+            continue
+        features.save(target)
+        done += 1
+        click.echo(f"wrote {target} ({len(features.timestamps)} frames, {features.duration:.2f} s) in "
+                   f"{time.perf_counter() - start:.1f} s")
+    part = f" (shard {index}/{count} of {len(files)})" if count > 1 else ""
+    click.echo(f"extracted {done}, skipped {skipped}, failed {len(failed)} of {len(mine)} videos{part}")
+    if failed:
+        raise VideoError(f"{len(failed)} of {len(mine)} videos failed: " + "; ".join(failed))
+
+
+@cli.command()
+@click.option("--dataset", required=True, type=click.Choice(["charades-sta", "activitynet", "qvhighlights"]),
+              help="Benchmark (sets the annotation reader, the preset and the metrics).")
+@click.option("--annotations", required=True, type=click.Path(path_type=Path),
+              help="The split's annotation file (TFVTG JSON or QVHighlights JSON lines).")
+@click.option("--features", "features_dir", required=True, type=click.Path(path_type=Path),
+              help="Directory of one feature file per video, named by the video id.")
+@click.option("--feature-format", type=click.Choice(["tfvtg", "tfvtg-npy"]), default="tfvtg",
+              show_default=True,
+              help="tfvtg: written by `tfvtg extract`; tfvtg-npy: the official code's <vid>.npy arrays.")
+@click.option("--llm-outputs", type=click.Path(path_type=Path), default=None,
+              help="TFVTG llm_outputs.json: run the full method with these decompositions (else VLM only).")
+@click.option("--profile", type=click.Choice(["default", "reference"]), default="default", show_default=True,
+              help="reference: the official code's decisions (reproduces its numbers on its features).")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the predictions here (JSON lines, QVHighlights style).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N queries.")
+@click.option("--skip-missing", is_flag=True, help="Skip videos without a feature file instead of failing.")
+@click.option("--top-k", type=click.IntRange(min=1), default=None,
+              help="Windows per prediction [default: 5; 7 for qvhighlights].")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
+@click.option("--model", default="blip2-coco", show_default=True,
+              help="Text encoder (the one that made the features).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N, mps.")
+@click.option("--dtype", default=None, help="float32, float16 or bfloat16.")
+def evaluate(dataset: str, annotations: Path, features_dir: Path, feature_format: str,
+             llm_outputs: Path | None, profile: str, out_path: Path | None, limit: int | None,
+             skip_missing: bool, top_k: int | None, as_json: bool, model: str, device: str,
+             dtype: str | None) -> None:
+    """Ground every query of a benchmark split from feature files and print its metrics.
+
+    Charades-STA and ActivityNet: R1@0.3/0.5/0.7 and mIoU; QVHighlights: R1@0.5/0.7 and mAP, plus the
+    highlight metrics (HL-min-VeryGood mAP, HIT@1) from per-2-s-clip saliency. A video without a feature
+    file is an error unless --skip-missing (the skipped queries are counted and left out of the metrics).
+    """
+    from tfvtg.datasets import write_jsonl
+    from tfvtg.evaluate import evaluate as run_evaluation
+    from tfvtg.metrics import format_metrics
+
+    report = run_evaluation(dataset, annotations, features_dir, feature_format=feature_format,
+                            llm_outputs=llm_outputs, profile=profile, model=model, device=device, dtype=dtype,
+                            limit=limit, skip_missing=skip_missing, top_k=top_k, progress=True)
+    if out_path is not None:
+        write_jsonl(out_path, report.predictions)
+    rate = report.n_queries / report.seconds if report.seconds > 0 else float("inf")
+    summary = {"dataset": dataset, "queries": report.n_queries, "videos": report.n_videos,
+               "method": report.method, "profile": profile, "seconds": round(report.seconds, 2),
+               "skipped_queries": report.skipped_queries, "missing_videos": len(report.missing_videos)}
+    if as_json:
+        click.echo(json.dumps({**summary, "metrics": report.metrics}))
+        return
+    source = "LLM decompositions" if report.method == "full" else "no LLM outputs"
+    click.echo(f"{dataset}: {report.n_queries} queries of {report.n_videos} videos, {report.method} "
+               f"({source}), profile {profile}")
+    if report.skipped_queries:
+        click.echo(f"skipped {report.skipped_queries} queries of {len(report.missing_videos)} videos with no "
+                   f"feature file (not in the metrics)")
+    click.echo(format_metrics(report.metrics))
+    click.echo(f"took {report.seconds:.1f} s ({rate:.1f} queries/s)"
+               + (f"; predictions in {out_path}" if out_path is not None else ""))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

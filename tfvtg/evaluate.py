@@ -1,0 +1,297 @@
+"""Run a grounding benchmark from cached feature files: predictions for every query, then the metrics.
+
+The features of each video are read once (one file per video, named by the video id), every query of that
+video is grounded with one `Grounder` (text embeddings are shared across the whole split), and the predictions
+are written as QVHighlights-style JSON lines. Which flow runs follows the official evaluation script:
+
+* with LLM answers (``--llm-outputs``, or an annotation file that carries TFVTG's ``response`` lists) every
+  query runs the full method (§5.2), an empty answer falling back to the plain sentence;
+* without them, the VLM-only flow (§5.1): the sentence alone, its top proposal is the prediction.
+
+QVHighlights predictions also carry ``pred_saliency_scores``: the query's similarity averaged over each
+2-second clip (the UniVTG idea), which the highlight-detection metrics need and the official code lacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tfvtg.errors import InputError
+
+if TYPE_CHECKING:
+    from tfvtg.datasets import GroundingQuery
+    from tfvtg.features import VideoFeatures
+    from tfvtg.grounder import Grounder
+
+__all__ = [
+    "DATASET_PRESETS",
+    "FEATURE_SUFFIX",
+    "FEATURE_FORMATS",
+    "EvaluationReport",
+    "clip_saliency",
+    "evaluate",
+    "feature_path",
+    "load_video_features",
+]
+
+log = logging.getLogger(__name__)
+
+FEATURE_SUFFIX = ".safetensors"  # files written by `tfvtg extract` / VideoFeatures.save
+DATASET_PRESETS = {"charades-sta": "charades", "activitynet": "activitynet", "qvhighlights": "qvhighlights"}
+FEATURE_FORMATS = ("tfvtg", "tfvtg-npy")
+CLIP_SECONDS = 2.0  # QVHighlights clip length
+
+
+@dataclass
+class EvaluationReport:
+    """The outcome of `evaluate`.
+
+    Attributes:
+        dataset: Benchmark name (``charades-sta``, ``activitynet``, ``qvhighlights``).
+        predictions: One QVHighlights-style record per evaluated query, in annotation order.
+        metrics: Metric name -> value (percent), over the evaluated queries.
+        n_queries: Queries evaluated.
+        n_videos: Videos evaluated.
+        missing_videos: Video ids skipped because no feature file exists (only with ``skip_missing``).
+        skipped_queries: Queries of those videos.
+        seconds: Wall time of the whole run.
+        method: ``"full"`` (with LLM answers) or ``"vlm-only"``.
+        meta: Profile, preset, model, feature format and other run facts.
+    """
+
+    dataset: str
+    predictions: list[dict[str, Any]]
+    metrics: dict[str, float]
+    n_queries: int
+    n_videos: int
+    missing_videos: list[str] = field(default_factory=list)
+    skipped_queries: int = 0
+    seconds: float = 0.0
+    method: str = "vlm-only"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def feature_path(features_dir: str | os.PathLike[str], vid: str, feature_format: str) -> Path:
+    """Where the feature file of video ``vid`` lives: ``<dir>/<vid>.npy`` (official) or ``.safetensors``."""
+    suffix = ".npy" if feature_format == "tfvtg-npy" else FEATURE_SUFFIX
+    return Path(features_dir) / f"{vid}{suffix}"
+
+
+def load_video_features(path: Path, feature_format: str, duration: float) -> VideoFeatures:
+    """Read one feature file; official ``.npy`` files take the annotated ``duration`` (no metadata)."""
+    from tfvtg.features import VideoFeatures
+
+    if feature_format == "tfvtg-npy":
+        return VideoFeatures.from_tfvtg_npy(path, duration)
+    return VideoFeatures.load(path)
+
+
+def clip_saliency(curve: np.ndarray, timestamps: np.ndarray, duration: float,
+                  clip_seconds: float = CLIP_SECONDS) -> np.ndarray:
+    """Per-clip saliency: the mean of ``curve`` over the frames inside each ``clip_seconds`` clip.
+
+    Clip i covers ``[i * clip_seconds, (i + 1) * clip_seconds)``; there are
+    ``ceil(duration / clip_seconds)`` clips (QVHighlights: 75 for 150 s). A clip with no frame inside takes
+    the curve linearly interpolated at its centre, so sparse sampling still gives a score per clip.
+
+    Args:
+        curve: (T,) similarity of the query.
+        timestamps: (T,) frame times in seconds, increasing.
+        duration: Video duration in seconds.
+        clip_seconds: Clip length.
+
+    Returns:
+        (n_clips,) float64 scores.
+    """
+    values = np.asarray(curve, dtype=np.float64)
+    times = np.asarray(timestamps, dtype=np.float64)
+    if values.ndim != 1 or values.shape != times.shape or values.size == 0:
+        raise InputError(f"saliency needs a curve and timestamps of one shape, got {values.shape}, "
+                         f"{times.shape}")
+    n_clips = max(1, int(np.ceil(float(duration) / clip_seconds - 1e-9)))
+    index = np.clip(np.floor(times / clip_seconds).astype(np.int64), 0, n_clips - 1)
+    sums = np.bincount(index, weights=values, minlength=n_clips)
+    counts = np.bincount(index, minlength=n_clips)
+    centres = (np.arange(n_clips) + 0.5) * clip_seconds
+    filled = np.interp(centres, times, values)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), filled)
+
+
+def _group_by_video(queries: Sequence[GroundingQuery]) -> dict[str, list[GroundingQuery]]:
+    groups: dict[str, list[GroundingQuery]] = {}
+    for query in queries:
+        groups.setdefault(query.vid, []).append(query)
+    return groups
+
+
+def _qid_out(qid: str, dataset: str) -> Any:
+    # QVHighlights' standard evaluation matches integer qids.
+    return int(qid) if dataset == "qvhighlights" and qid.isdigit() else qid
+
+
+def evaluate(
+    dataset: str,
+    annotations: str | os.PathLike[str],
+    features_dir: str | os.PathLike[str],
+    *,
+    feature_format: str = "tfvtg",
+    llm_outputs: str | os.PathLike[str] | None = None,
+    profile: str = "default",
+    model: str = "blip2-coco",
+    device: str = "auto",
+    dtype: str | None = None,
+    grounder: Grounder | None = None,
+    limit: int | None = None,
+    skip_missing: bool = False,
+    top_k: int | None = None,
+    progress: bool = True,
+    on_prediction: Callable[[dict[str, Any]], None] | None = None,
+) -> EvaluationReport:
+    """Ground every query of a benchmark split from feature files and score the predictions.
+
+    Args:
+        dataset: ``charades-sta``, ``activitynet`` or ``qvhighlights`` (also picks the method's preset).
+        annotations: The split's annotation file (TFVTG JSON, or QVHighlights JSON lines).
+        features_dir: Directory of one feature file per video, named by the video id.
+        feature_format: ``"tfvtg"`` (files written by ``tfvtg extract``) or ``"tfvtg-npy"`` (the official
+            code's ``<vid>.npy`` (T, 32, 256) float16 arrays).
+        llm_outputs: TFVTG ``llm_outputs.json`` with the LLM's decompositions (the full method); ``None`` runs
+            the VLM-only flow unless the annotation file itself carries ``response`` lists.
+        profile: ``"default"`` or ``"reference"`` (the official code's decisions).
+        model: Encoder for the text side (must match the features' encoder).
+        device: Torch device for the text encoder.
+        dtype: Compute dtype of the text encoder.
+        grounder: Use this `Grounder` instead of building one (its profile and preset are used as they are).
+        limit: Evaluate only the first ``limit`` queries (in annotation order).
+        skip_missing: Skip videos without a feature file (counted in the report) instead of failing.
+        top_k: Windows per prediction (default 5; 7 for QVHighlights, as the official code writes).
+        progress: Progress bar on stderr.
+        on_prediction: Called with each prediction record as soon as it exists.
+
+    Returns:
+        An `EvaluationReport`.
+
+    Raises:
+        InputError: Unknown dataset or format, unreadable annotations or features, missing feature files
+            (unless ``skip_missing``), no query left to evaluate.
+    """
+    from tfvtg.datasets import attach_llm_answers, load_dataset, load_llm_outputs
+    from tfvtg.decompose import Decomposition
+    from tfvtg.grounder import Grounder
+
+    started = time.perf_counter()
+    if dataset not in DATASET_PRESETS:
+        raise InputError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASET_PRESETS)}")
+    if feature_format not in FEATURE_FORMATS:
+        raise InputError(f"unknown feature format {feature_format!r}; "
+                         f"choose one of {', '.join(FEATURE_FORMATS)}")
+    features_dir = Path(features_dir).expanduser()
+    if not features_dir.is_dir():
+        raise InputError(f"features directory not found: {features_dir}")
+    if limit is not None and limit < 1:
+        raise InputError(f"limit must be at least 1, got {limit}")
+    queries = load_dataset(dataset, annotations)
+    if llm_outputs is not None:
+        if dataset == "qvhighlights":
+            raise InputError("--llm-outputs is for TFVTG-format datasets (charades-sta, activitynet); "
+                             "QVHighlights is evaluated VLM-only, as the official code does")
+        queries = attach_llm_answers(queries, load_llm_outputs(llm_outputs))
+    if limit is not None:
+        queries = queries[:limit]
+    if not queries:
+        raise InputError(f"{Path(annotations).name}: no query to evaluate")
+    with_llm = any(q.llm_answer is not None for q in queries)
+    method = "full" if with_llm else "vlm-only"
+    top_k = top_k or (7 if dataset == "qvhighlights" else 5)
+
+    by_video = _group_by_video(queries)
+    paths = {vid: feature_path(features_dir, vid, feature_format) for vid in by_video}
+    missing = [vid for vid, path in paths.items() if not path.is_file()]
+    if missing and not skip_missing:
+        shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise InputError(f"no feature file for {len(missing)} of {len(by_video)} videos in {features_dir} "
+                         f"({shown}; expected {paths[missing[0]].name}); run `tfvtg extract` for them or "
+                         f"pass --skip-missing")
+    skipped = sum(len(by_video.pop(vid)) for vid in missing)
+    if not by_video:
+        raise InputError(f"none of the {len(missing)} videos has a feature file in {features_dir}")
+    if missing:
+        log.warning("skipping %d queries of %d videos with no feature file in %s", skipped, len(missing),
+                    features_dir)
+
+    if grounder is None:
+        grounder = Grounder(model, device=device, dtype=dtype, profile=profile,
+                            preset=DATASET_PRESETS[dataset], llm="none", use_cache=False, progress=False)
+    predictions: list[dict[str, Any]] = []
+    n_total = sum(len(v) for v in by_video.values())
+    bar = _progress_bar(n_total, progress)
+    try:
+        for vid, video_queries in by_video.items():
+            features = load_video_features(paths[vid], feature_format, video_queries[0].duration)
+            for query in video_queries:
+                decomposition = None
+                if with_llm:
+                    decomposition = Decomposition.from_tfvtg(query.llm_answer, query.query)
+                result = grounder.ground_details(features, query.query, top_k=top_k,
+                                                 decomposition=decomposition)
+                record = {
+                    "qid": _qid_out(query.qid, dataset),
+                    "query": query.query,
+                    "vid": vid,
+                    "pred_relevant_windows": [m.to_list() for m in result.moments],
+                    "duration": query.duration,
+                    "method": result.method,
+                }
+                if with_llm:
+                    record["relationship"] = decomposition.relation
+                if dataset == "qvhighlights":
+                    saliency = clip_saliency(result.query_curve, result.timestamps, query.duration)
+                    record["pred_saliency_scores"] = [round(float(s), 4) for s in saliency]
+                predictions.append(record)
+                if on_prediction is not None:
+                    on_prediction(record)
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    evaluated = [q for q in queries if q.vid in by_video]
+    metrics = score_predictions(dataset, predictions, evaluated)
+    return EvaluationReport(
+        dataset=dataset, predictions=predictions, metrics=metrics, n_queries=len(predictions),
+        n_videos=len(by_video), missing_videos=missing, skipped_queries=skipped,
+        seconds=time.perf_counter() - started, method=method,
+        meta={"profile": grounder.profile, "preset": grounder.preset, "model": grounder.model,
+              "feature_format": feature_format, "top_k": top_k},
+    )
+
+
+def score_predictions(dataset: str, predictions: Sequence[dict[str, Any]],
+                      queries: Sequence[GroundingQuery]) -> dict[str, float]:
+    """The benchmark's metrics for ``predictions`` (aligned with ``queries``)."""
+    from tfvtg import metrics
+
+    if dataset == "qvhighlights":
+        scores = dict(metrics.qvhighlights_mr_metrics(predictions, queries))
+        if any(q.saliency_scores for q in queries):
+            scores.update(metrics.qvhighlights_hl_metrics(predictions, queries))
+        return scores
+    preds = [p["pred_relevant_windows"][0][:2] if p["pred_relevant_windows"] else None for p in predictions]
+    return dict(metrics.grounding_metrics(preds, [q.window for q in queries]))
+
+
+def _progress_bar(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="query", desc="grounding", leave=False, dynamic_ncols=True)

@@ -1,0 +1,464 @@
+"""`Grounder`: encode a video once, then ground any number of queries in it (the notebook-first API).
+
+A `Grounder` owns one encoder (created on first need), a cache of text embeddings keyed by the text, and a
+small in-memory memo of encoded videos on top of the on-disk feature cache. Grounding a query builds the
+per-description similarity curves with the encoder and hands them to `tfvtg.pipeline`, so a second query on
+the same video touches neither the video decoder nor the vision model, only the text side.
+
+Which flow runs:
+
+* ``"full"`` (TFVTG-METHOD §5.2): a decomposition was given, or an LLM is configured (``llm=MODEL`` with
+  ``llm_base_url=`` or the ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` environment); an LLM failure falls back to
+  the single-query decomposition, as the official code does with an empty answer.
+* ``"vlm-only"`` (§5.1): no LLM configured; the query alone is localised, its ranked proposals are the answer.
+
+The flow is recorded in ``GroundingResult.meta["method"]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tfvtg.decompose import Decomposition
+from tfvtg.errors import InputError, VideoError
+from tfvtg.moment import Moment
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from tfvtg.decompose import Decomposer
+    from tfvtg.encoders.base import Encoder
+    from tfvtg.features import VideoFeatures
+
+__all__ = ["Grounder", "GroundingResult", "ground", "PROFILES", "METHODS"]
+
+log = logging.getLogger(__name__)
+
+PROFILES = ("default", "reference")
+METHODS = ("full", "vlm-only")
+_VIDEO_MEMO_SIZE = 8
+
+
+@dataclass
+class GroundingResult:
+    """Everything one grounding produced: the answer, how it was reached, and the curves behind it.
+
+    Attributes:
+        query: The query sentence as given (stripped).
+        moments: Predicted spans in seconds, best first.
+        decomposition: The decomposition used (the plain query when none was).
+        method: ``"full"`` (decomposition + combination, §5.2) or ``"vlm-only"`` (the query alone, §5.1).
+        curves: Similarity curve (T,) of every description that was localised, keyed by the description.
+        timestamps: (T,) time in seconds of each feature frame.
+        duration: Video duration in seconds.
+        mask_threshold: The activity mask threshold the curves were localised with.
+        meta: Model, profile, preset, stride, timings (seconds) and other run facts for JSON outputs.
+    """
+
+    query: str
+    moments: list[Moment]
+    decomposition: Decomposition
+    method: str
+    curves: dict[str, np.ndarray]
+    timestamps: np.ndarray
+    duration: float
+    mask_threshold: float = 0.2
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def query_curve(self) -> np.ndarray:
+        """The similarity curve of the query sentence itself."""
+        return self.curves[self.query]
+
+    def to_prediction(self, qid: Any = None, vid: str | None = None, ndigits: int = 4) -> dict[str, Any]:
+        """One QVHighlights-style prediction line (``pred_relevant_windows``) plus tfvtg's extra keys."""
+        return {
+            "qid": qid,
+            "query": self.query,
+            "vid": vid,
+            "pred_relevant_windows": [m.to_list(ndigits) for m in self.moments],
+            "duration": round(float(self.duration), ndigits),
+            "decomposition": self.decomposition.to_dict(),
+            "meta": self.meta,
+        }
+
+
+def _check_choice(value: str, choices: Sequence[str], what: str) -> str:
+    name = str(value).strip().lower()
+    if name not in choices:
+        raise InputError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}")
+    return name
+
+
+def _positive_or_none(value: float | None, what: str) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    if not np.isfinite(value) or value <= 0:
+        raise InputError(f"{what} must be a positive number of seconds, got {value}")
+    return value
+
+
+def check_query(query: Any) -> str:
+    """The query stripped; `InputError` when it is not a non-empty string."""
+    if not isinstance(query, str) or not query.strip():
+        raise InputError("empty query: give a sentence describing the moment to find")
+    return query.strip()
+
+
+def check_video_path(path: str | os.PathLike[str]) -> Path:
+    """The path of an existing regular file; else a `VideoError` / `InputError` a user can act on."""
+    video = Path(path).expanduser()
+    if not video.exists():
+        raise VideoError(f"video not found: {video}")
+    if video.is_dir():
+        raise InputError(f"{video} is a directory, not a video file")
+    if not video.is_file():
+        raise InputError(f"{video} is not a regular file")
+    return video
+
+
+class Grounder:
+    """Ground natural-language queries in videos with TFVTG, encoding each video once.
+
+    Args:
+        model: Encoder name (``"blip2-coco"``, the paper's weights; ``"blip2"``), a Hugging Face id, or a
+            local directory saved with ``save_pretrained``. Loaded on first need.
+        device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+        dtype: Compute dtype (``None``: bfloat16 on CUDA, float32 elsewhere).
+        fps: Frame sampling rate (``None``: the encoder's default, 3 for BLIP-2).
+        profile: ``"default"`` (the paper's method with the official code's bugs fixed) or ``"reference"``
+            (the official code's decisions, its frame sampling and time mapping included).
+        preset: Proposal lengths: ``"charades"``, ``"activitynet"``, ``"qvhighlights"`` or ``"auto"``
+            (by duration: charades up to 60 s, activitynet beyond).
+        stride_seconds: Length quantum of the proposals in seconds; overrides the preset's.
+        max_length_seconds: Longest proposal in seconds; overrides the preset's fraction of the video.
+        llm: LLM model name for the query decomposition (``None`` or ``"none"``: no LLM, the VLM-only flow);
+            the endpoint is ``llm_base_url`` or ``$OPENAI_BASE_URL`` (OpenAI itself with ``$OPENAI_API_KEY``).
+        llm_base_url: Base URL of an OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp, ...).
+        cache_dir: Root of the feature and LLM caches (``None``: the default cache directory).
+        use_cache: Read and write the on-disk caches; ``False`` keeps everything in memory.
+        batch_size: Frames per encoder batch.
+        dedup_threshold: Reuse the previous frame's features when a frame differs by less than this mean
+            absolute pixel difference (0-255 scale); ``None`` encodes every frame.
+        progress: Show progress bars on stderr while encoding.
+
+    Example:
+        >>> g = Grounder("blip2-coco")                                   # doctest: +SKIP
+        >>> video = g.encode_video("video.mp4")                           # doctest: +SKIP
+        >>> g.ground(video, "the person turns on the light", top_k=5)    # doctest: +SKIP
+        [Moment(start=24.1, end=30.4, score=1.0), ...]
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] = "blip2-coco",
+        *,
+        device: str = "auto",
+        dtype: str | None = None,
+        fps: float | None = None,
+        profile: str = "default",
+        preset: str = "auto",
+        stride_seconds: float | None = None,
+        max_length_seconds: float | None = None,
+        llm: str | None = None,
+        llm_base_url: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        use_cache: bool = True,
+        batch_size: int = 32,
+        dedup_threshold: float | None = None,
+        progress: bool = True,
+    ) -> None:
+        from tfvtg.localize import resolve_preset
+
+        self.model = os.fspath(model)
+        if not self.model.strip():
+            raise InputError("empty model name; use blip2-coco, blip2, a hub id or a local directory")
+        self.device = device
+        self.dtype = dtype
+        self.fps = _positive_or_none(fps, "fps")
+        self.profile = _check_choice(profile, PROFILES, "profile")
+        self.preset = "auto" if str(preset).strip().lower() == "auto" else resolve_preset(str(preset))
+        self.stride_seconds = _positive_or_none(stride_seconds, "stride_seconds")
+        self.max_length_seconds = _positive_or_none(max_length_seconds, "max_length_seconds")
+        self.llm = llm
+        self.llm_base_url = llm_base_url
+        self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()
+        self.use_cache = use_cache
+        if int(batch_size) < 1:
+            raise InputError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self.dedup_threshold = dedup_threshold
+        self.progress = progress
+        self._encoder: Encoder | None = None
+        self._text_features: dict[str, np.ndarray] = {}
+        self._videos: OrderedDict[tuple[str, int, int], VideoFeatures] = OrderedDict()
+        self._decompositions: dict[str, Decomposition] = {}
+        self._decomposer: Decomposer | None = None
+        self._warned_encoders: set[str] = set()
+
+    def __repr__(self) -> str:
+        state = "loaded" if self._encoder is not None else "not loaded"
+        return f"Grounder(model={self.model!r}, profile={self.profile!r}, preset={self.preset!r}, {state})"
+
+    # ---------------------------------------------------------------- model and video
+    @property
+    def encoder(self) -> Encoder:
+        """The encoder, created on first access (this is when the checkpoint is loaded or downloaded)."""
+        if self._encoder is None:
+            from tfvtg.encoders import create_encoder
+
+            self._encoder = create_encoder(self.model, device=self.device, dtype=self.dtype,
+                                           batch_size=self.batch_size)
+        return self._encoder
+
+    @property
+    def decomposer(self) -> Decomposer:
+        """The query decomposer (LLM endpoint, prompt and answer cache), created on first access."""
+        if self._decomposer is None:
+            from tfvtg.decompose import Decomposer
+
+            llm_cache = (self.cache_dir / "llm") if self.cache_dir else None
+            self._decomposer = Decomposer(self.llm, base_url=self.llm_base_url, cache_dir=llm_cache,
+                                          use_cache=self.use_cache)
+        return self._decomposer
+
+    @property
+    def llm_configured(self) -> bool:
+        """Whether query decomposition goes to an LLM (the full flow) or is skipped (VLM-only)."""
+        return self.decomposer.configured
+
+    @property
+    def sampling_mode(self) -> str:
+        """Frame sampling: the official code's picks under the reference profile, real times otherwise."""
+        return "reference" if self.profile == "reference" else "timestamp"
+
+    def encode_video(self, path: str | os.PathLike[str]) -> VideoFeatures:
+        """Per-frame features of a video file, from the feature cache when it holds them.
+
+        Raises:
+            VideoError: The file is missing or cannot be decoded.
+            InputError: The path is a directory.
+            ModelError: The encoder cannot be loaded.
+        """
+        video = check_video_path(path)
+        stat = video.stat()
+        key = (str(video.resolve()), stat.st_size, stat.st_mtime_ns)
+        cached = self._videos.get(key)
+        if cached is not None:
+            self._videos.move_to_end(key)
+            return cached
+        features = self._extract(video)
+        self._videos[key] = features
+        while len(self._videos) > _VIDEO_MEMO_SIZE:
+            self._videos.popitem(last=False)
+        return features
+
+    def _extract(self, video: Path) -> VideoFeatures:
+        from tfvtg.features import FeatureCache, extract_features
+
+        options = dict(fps=self.fps, mode=self.sampling_mode, batch_size=self.batch_size,
+                       dedup_threshold=self.dedup_threshold, progress=self.progress)
+        start = time.perf_counter()
+        if self.use_cache:
+            features = FeatureCache(self.cache_dir).get_or_extract(video, self.encoder, **options)
+        else:
+            features = extract_features(video, self.encoder, **options)
+        log.debug("features of %s ready in %.2f s (%d frames)", video, time.perf_counter() - start,
+                  len(features.timestamps))
+        return features
+
+    # ---------------------------------------------------------------- text side
+    def decompose(self, query: str) -> Decomposition:
+        """The LLM's decomposition of ``query`` (single-query fallback when no LLM answers), memoised."""
+        query = check_query(query)
+        if query not in self._decompositions:
+            self._decompositions[query] = self.decomposer(query)
+        return self._decompositions[query]
+
+    def text_features(self, texts: Sequence[str]) -> np.ndarray:
+        """(M, D) text embeddings, encoding only texts this Grounder has not seen (in one batch)."""
+        missing = list(dict.fromkeys(t for t in texts if t not in self._text_features))
+        if missing:
+            encoded = np.asarray(self.encoder.encode_texts(missing), dtype=np.float32)
+            self._text_features.update(zip(missing, encoded, strict=True))
+        return np.stack([self._text_features[t] for t in texts])
+
+    def similarity_curves(self, video: VideoFeatures, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """The (T,) similarity curve of each distinct text against the video's frames."""
+        texts = list(dict.fromkeys(texts))
+        feats = video.features
+        text_feats = self.text_features(texts)
+        if feats.shape[-1] != text_feats.shape[-1]:
+            raise InputError(f"the video features have dimension {feats.shape[-1]} but the {self.model} text "
+                             f"embeddings {text_feats.shape[-1]}: the features come from another encoder")
+        self._check_encoder_name(video)
+        sims = np.asarray(self.encoder.similarity(feats, text_feats), dtype=np.float32)
+        return dict(zip(texts, sims, strict=True))
+
+    def _check_encoder_name(self, video: VideoFeatures) -> None:
+        """Warn (once per name) when features were made by another encoder than this Grounder's.
+
+        Only a warning: a checkpoint directory and its Hub id name the same weights; dimensions are checked.
+        """
+        from tfvtg.encoders import REGISTRY
+
+        made_by = getattr(video, "encoder", None)
+        if not made_by or getattr(video, "sampling", None) == "tfvtg-npy":
+            return
+        ours = self.encoder.config.name
+        same = REGISTRY.get(made_by, made_by) == REGISTRY.get(ours, ours)
+        if not same and made_by not in self._warned_encoders:
+            self._warned_encoders.add(made_by)
+            log.warning("these features were made by encoder %r but the text side is %r; similarities are "
+                        "only meaningful with the same model", made_by, ours)
+
+    # ---------------------------------------------------------------- grounding
+    def _strides(self, video: VideoFeatures, preset: str) -> tuple[int | None, int | None]:
+        """Stride and maximum proposal length in frames (``None``: the preset's)."""
+        from tfvtg.localize import PRESETS
+
+        fps = float(video.fps) if video.fps else None
+        stride = max_stride = None
+        if (self.stride_seconds is not None or self.max_length_seconds is not None) and not fps:
+            raise InputError("stride/max length in seconds need features with a known frame rate")
+        if self.stride_seconds is not None:
+            stride = max(1, int(round(self.stride_seconds * fps)))
+        elif fps and self.profile != "reference" and abs(fps - 3.0) > 1e-6:
+            # Presets are frame counts at the method's 3 fps; keep their length in seconds at other rates.
+            stride = max(1, int(round(PRESETS[preset].stride * fps / 3.0)))
+        if self.max_length_seconds is not None:
+            max_stride = max(1, int(self.max_length_seconds * fps))
+        return stride, max_stride
+
+    def ground_details(
+        self,
+        video: VideoFeatures | str | os.PathLike[str],
+        query: str,
+        *,
+        top_k: int = 5,
+        decomposition: Decomposition | Mapping[str, Any] | None = None,
+    ) -> GroundingResult:
+        """Ground one query and return the moments with the decomposition, curves and run facts behind them.
+
+        Args:
+            video: Features from `encode_video` (or `tfvtg.load_features`), or a video file path.
+            query: The sentence describing the moment.
+            top_k: How many moments to return at most.
+            decomposition: A `Decomposition` (or a TFVTG answer dict) to use instead of asking the LLM.
+
+        Raises:
+            InputError: Empty query, bad ``top_k``, or features from another encoder.
+        """
+        from tfvtg.localize import resolve_preset
+        from tfvtg.pipeline import ground_with_scores_detailed
+
+        query = check_query(query)
+        if int(top_k) < 1:
+            raise InputError(f"top_k must be at least 1, got {top_k}")
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        if not hasattr(video, "features"):
+            video = self.encode_video(video)
+        timings["encode_s"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        if isinstance(decomposition, Mapping):
+            decomposition = Decomposition.from_tfvtg(decomposition, query)
+        if decomposition is not None:
+            method = "full"
+        elif self.llm_configured:
+            decomposition, method = self.decompose(query), "full"
+        else:
+            decomposition, method = Decomposition.single(query, note="no LLM configured"), "vlm-only"
+        timings["decompose_s"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        texts = [query, *decomposition.descriptions()] if method == "full" else [query]
+        curves = self.similarity_curves(video, texts)
+        timings["text_s"] = time.perf_counter() - start
+
+        def score_fn(description: str) -> np.ndarray:
+            if description not in curves:  # the pipeline asked for a text we did not foresee
+                curves.update(self.similarity_curves(video, [description]))
+            return curves[description]
+
+        start = time.perf_counter()
+        duration = float(video.duration)
+        preset = resolve_preset(self.preset, duration)
+        stride, max_stride = self._strides(video, preset)
+        mask_threshold = float(self.encoder.config.mask_threshold)
+        timestamps = np.asarray(video.timestamps, dtype=np.float64)
+        detailed = ground_with_scores_detailed(
+            score_fn, duration, query, decomposition if method == "full" else None, profile=self.profile,
+            preset=preset, timestamps=timestamps, stride=stride, max_stride=max_stride,
+            mask_threshold=mask_threshold, top_k=int(top_k),
+        )
+        timings["ground_s"] = time.perf_counter() - start
+        meta = {
+            "method": method,
+            "model": self.model,
+            "encoder": getattr(video, "encoder", None),
+            "profile": self.profile,
+            "preset": preset,
+            "stride_frames": detailed.stride,
+            "max_stride_frames": detailed.max_stride,
+            "fps": float(video.fps) if video.fps else None,
+            "frames": int(len(timestamps)),
+            "timings": {k: round(v, 4) for k, v in timings.items()},
+        }
+        return GroundingResult(query, list(detailed.moments), decomposition, method, curves, timestamps,
+                               duration, mask_threshold, meta)
+
+    def ground(
+        self,
+        video: VideoFeatures | str | os.PathLike[str],
+        query: str,
+        top_k: int = 5,
+        decomposition: Decomposition | Mapping[str, Any] | None = None,
+    ) -> list[Moment]:
+        """The moments (seconds, best first) where ``query`` happens in ``video``; see `ground_details`."""
+        return self.ground_details(video, query, top_k=top_k, decomposition=decomposition).moments
+
+    def plot(
+        self,
+        video: VideoFeatures | str | os.PathLike[str],
+        query: str,
+        ax: Axes | None = None,
+        *,
+        top_k: int = 5,
+        decomposition: Decomposition | Mapping[str, Any] | None = None,
+        gt: Sequence[Sequence[float]] | None = None,
+    ) -> Figure:
+        """A figure of the similarity curves with the predicted spans (and true spans ``gt`` if given)."""
+        from tfvtg.plot import plot_result
+
+        result = self.ground_details(video, query, top_k=top_k, decomposition=decomposition)
+        return plot_result(result, ax=ax, gt=gt)
+
+
+_GROUND_ARGS = ("top_k", "decomposition")
+
+
+def ground(video: str | os.PathLike[str] | VideoFeatures, query: str, **kwargs: Any) -> list[Moment]:
+    """One call: build a `Grounder` from ``kwargs`` and ground ``query`` in ``video``.
+
+    ``top_k`` and ``decomposition`` go to `Grounder.ground`; every other keyword to `Grounder`. For several
+    queries on one video, keep a `Grounder` instead: it encodes the video once.
+
+    Example:
+        >>> import tfvtg
+        >>> tfvtg.ground("video.mp4", "a dog catches a frisbee", top_k=3)   # doctest: +SKIP
+    """
+    ground_kwargs = {k: kwargs.pop(k) for k in _GROUND_ARGS if k in kwargs}
+    return Grounder(**kwargs).ground(video, query, **ground_kwargs)
