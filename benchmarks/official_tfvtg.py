@@ -44,48 +44,46 @@ def dynamic_start_indices(x: list[float], m: list[float], stride: int, ths: floa
 
 
 def generate_proposal(curve, stride: int, max_stride: int, nms_thresh: float = 0.3, mask_thr: float = 0.2):
-    """Kept (start_frac, end_frac, static, prefix_frac) tuples in NMS order, as section 3.1 lists them."""
-    s = [float(v) for v in curve]
+    """Kept (start_frac, end_frac, static, prefix_frac, i, i + L) tuples in NMS order (section 3.1).
+
+    Window sums are prefix-sum differences: windows that differ only by masked (zero) frames tie exactly, as
+    in exact arithmetic; a numpy slice sum would break such ties by rounding.
+    """
+    s = np.asarray(curve, dtype=np.float64)
     n = len(s)
-    m = [1.0 if v > mask_thr else 0.0 for v in s]
-    x = [s[t] * m[t] for t in range(n)]
+    m = (s > mask_thr).astype(np.float64)
+    x = s * m
     step = min(stride, n // 2)
     if step < 1:
         raise ValueError("range() arg 3 must not be zero")
-    starts = dynamic_start_indices(x, m, step)
-    total, active = sum(x), sum(m)
+    starts = dynamic_start_indices(x.tolist(), m.tolist(), step)
+    csum = np.concatenate(([0.0], np.cumsum(x))).tolist()
+    ccnt = np.concatenate(([0.0], np.cumsum(m))).tolist()
+    total, active = csum[-1], ccnt[-1]
     cands = []
     for length in range(step, min(n, max_stride) + 1, step):
         for i in range(n - length + 1):
-            inside = sum(x[i : i + length])
-            n_in = sum(m[i : i + length])
-            n_out = active - n_in
+            inside = csum[i + length] - csum[i]
+            n_out = active - (ccnt[i + length] - ccnt[i])
             if n_out <= 0:
                 continue
             static = inside / length - (total - inside) / n_out
             if static > -1000:
-                cands.append(
-                    (
-                        np.float32(i) / np.float32(n),
-                        np.float32(i + length) / np.float32(n),
-                        static,
-                        starts[i] / n,
-                        i,
-                        i + length,
-                    )
-                )
+                cands.append((np.float32(i) / np.float32(n), np.float32(i + length) / np.float32(n), static,
+                              starts[i] / n, i, i + length))
     cands.sort(key=lambda c: -c[2])  # stable: ties keep candidate order
-    suppressed = [False] * len(cands)
+    if not cands:
+        return []
+    lo = np.array([c[0] for c in cands], dtype=np.float32)
+    hi = np.array([c[1] for c in cands], dtype=np.float32)
+    suppressed = np.zeros(len(cands), bool)
     thr = np.float32(nms_thresh)
-    for a in range(len(cands) - 1):
+    for a in range(len(cands) - 1):  # greedy NMS over every candidate, as the official code runs it
         if suppressed[a]:
             continue
-        sa, ea = cands[a][0], cands[a][1]
-        for b in range(a + 1, len(cands)):
-            sb, eb = cands[b][0], cands[b][1]
-            inter = max(min(ea, eb) - max(sa, sb), np.float32(0))
-            if inter / (max(ea, eb) - min(sa, sb)) > thr:
-                suppressed[b] = True
+        inter = np.maximum(np.minimum(hi[a + 1 :], hi[a]) - np.maximum(lo[a + 1 :], lo[a]), np.float32(0))
+        iou = inter / (np.maximum(hi[a + 1 :], hi[a]) - np.minimum(lo[a + 1 :], lo[a]))
+        suppressed[a + 1 :] |= iou > thr
     return [c for c, sup in zip(cands, suppressed, strict=True) if not sup]
 
 

@@ -14,13 +14,13 @@ from tfvtg.moment import Moment
 
 __version__ = "0.1.0"
 
-# Public name -> module that defines it, imported on first access (PEP 562).
+# Public name -> module that defines it, imported on first access (PEP 562). Functions named like their module
+# (tfvtg.localize.localize, tfvtg.decompose.decompose) are not listed: the submodule attribute would shadow them.
 _LAZY = {
-    "localize": "tfvtg.localize",
     "Proposals": "tfvtg.localize",
     "ground_with_scores": "tfvtg.pipeline",
+    "GroundingResult": "tfvtg.pipeline",
     "Decomposition": "tfvtg.decompose",
-    "decompose": "tfvtg.decompose",
     "Grounder": "tfvtg.grounder",
     "ground": "tfvtg.grounder",
     "VideoFeatures": "tfvtg.features",

@@ -174,25 +174,43 @@ def static_scores(masked: np.ndarray, mask: np.ndarray, lengths: np.ndarray, kee
     """Static score of every window: (len(lengths), T) array, row j for length ``lengths[j]``, column = start.
 
     ``inside sum / L - outside sum / active frames outside``. Impossible windows (start + L > T) are -inf. A
-    window with no active frame outside is -inf unless ``keep_full``, which scores it with an outside mean of
-    0.
+    window with no active frame outside is -inf unless ``keep_full``, which scores it with an outside mean of 0.
+    ``lengths`` must be an arithmetic progression ``S, 2S, ...`` (rows are strided views of the prefix sums).
     """
-    n = len(masked)
-    csum = np.concatenate(([0.0], np.cumsum(masked)))
-    ccnt = np.concatenate(([0], np.cumsum(mask.astype(np.int64))))
-    starts = np.arange(n)
-    ends = starts[None, :] + lengths[:, None]
-    valid = ends <= n
-    ends = np.minimum(ends, n)
-    inside = csum[ends] - csum[starts]
-    n_out = ccnt[-1] - (ccnt[ends] - ccnt[starts])
-    outside = csum[-1] - inside
+    n, rows = len(masked), len(lengths)
+    step = int(lengths[0])
+    if rows > 1 and not np.array_equal(lengths, step * np.arange(1, rows + 1)):
+        raise ValueError("lengths must be S, 2S, 3S, ...")
+    longest = int(lengths[-1])
+    # Prefix sums padded past the end so that row j, column i reads prefix[i + L_j] with one strided view.
+    csum = np.empty(n + 1 + longest)
+    csum[0] = 0.0
+    np.cumsum(masked, out=csum[1 : n + 1])
+    csum[n + 1 :] = csum[n]
+    ccnt = np.empty(n + 1 + longest)
+    ccnt[0] = 0.0
+    np.cumsum(mask, out=ccnt[1 : n + 1])
+    ccnt[n + 1 :] = ccnt[n]
+    total, active = csum[n], ccnt[n]
+
+    def ends(prefix: np.ndarray) -> np.ndarray:
+        item = prefix.strides[0]
+        return np.lib.stride_tricks.as_strided(prefix[step:], (rows, n), (step * item, item), writeable=False)
+
+    inside = ends(csum) - csum[:n]
+    n_out = active - (ends(ccnt) - ccnt[:n])  # active frames outside, exact small integers in float64
+    outside = total - inside
+    empty = n_out <= 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        out_mean = np.where(n_out > 0, outside / np.maximum(n_out, 1), 0.0)
-    scores = inside / lengths[:, None] - out_mean
+        np.divide(outside, n_out, out=outside)
+    np.copyto(outside, 0.0, where=empty)
+    np.divide(inside, lengths[:, None], out=inside)
+    scores = np.subtract(inside, outside, out=inside)
+    invalid = np.arange(n)[None, :] > (n - lengths)[:, None]
     if not keep_full:
-        valid &= n_out > 0
-    return np.where(valid, scores, _NO_SCORE)
+        invalid |= empty
+    np.copyto(scores, _NO_SCORE, where=invalid)
+    return scores
 
 
 def _fractions(index: np.ndarray, n: int) -> np.ndarray:
@@ -217,7 +235,7 @@ def _greedy_nms(scores: np.ndarray, lengths: np.ndarray, n: int, top_k: int, thr
     order = np.empty(0, np.int64)
     alive = np.empty(0, bool)
     starts_f = ends_f = np.empty(0, np.float32)
-    budget = max(8 * top_k, 64)
+    budget = max(64 * top_k, 1024)
     while len(kept) < top_k and seen < n_valid:
         if seen >= len(order):
             budget = min(max(budget, 2 * len(order)), n_valid)
