@@ -1,0 +1,527 @@
+"""Per-frame encoder features of a video: extraction, feature files and an on-disk cache.
+
+A `VideoFeatures` holds the (T, Q, D) float16 token features of T sampled frames with each frame's real
+time. Files are safetensors (tensors ``features`` and ``timestamps``) with the metadata as JSON in the
+safetensors header; they are written atomically (a unique temp file in the same directory, then
+``os.replace``) so a reader or a concurrent writer never sees a half-written file. Nothing is ever unpickled.
+The official TFVTG (T, 32, 256) ``.npy`` files load with `VideoFeatures.from_tfvtg_npy`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import tfvtg
+from tfvtg.encoders.base import Encoder
+from tfvtg.errors import InputError, ModelError
+from tfvtg.video import SAMPLING_MODES, sample_frames
+
+__all__ = ["VideoFeatures", "FeatureCache", "extract_features", "load_features", "FORMAT", "FORMAT_VERSION"]
+
+logger = logging.getLogger("tfvtg.features")
+
+FORMAT = "tfvtg.features"
+FORMAT_VERSION = 1
+_META_KEY = "tfvtg"
+# Encoder and image size of the official feature files (LAVIS BLIP-2 ITM "coco").
+_TFVTG_NPY_ENCODER = "blip2-coco"
+_TFVTG_NPY_IMAGE_SIZE = (364, 364)
+
+
+def _same_fps(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+
+
+@dataclass(eq=False)  # arrays make field-wise == ambiguous; compare .features etc. explicitly
+class VideoFeatures:
+    """Encoder features of a video's sampled frames, with the metadata needed to use them correctly.
+
+    Attributes:
+        features: (T, Q, D) float16 token features, not normalised.
+        timestamps: (T,) float64 time in seconds of each sampled frame.
+        duration: Video duration in seconds (the decoded span, or the annotation's for .npy files).
+        fps: Sampling rate asked for.
+        encoder: `EncoderConfig.name` of the encoder that made them.
+        image_size: (height, width) frames were resized to.
+        sampling: ``"timestamp"``, ``"reference"`` or ``"tfvtg-npy"`` (official file, times k * duration / T).
+        video: Source path or id.
+        skipped_frames: Frames whose features were reused from the previous encoded frame (dedup).
+        version: tfvtg version that wrote them.
+    """
+
+    features: np.ndarray
+    timestamps: np.ndarray
+    duration: float
+    fps: float
+    encoder: str
+    image_size: tuple[int, int]
+    sampling: str = "timestamp"
+    video: str | None = None
+    skipped_frames: int = 0
+    version: str = field(default=tfvtg.__version__)
+
+    def __post_init__(self) -> None:
+        self.features = np.asarray(self.features)
+        self.timestamps = np.asarray(self.timestamps, dtype=np.float64)
+        if self.features.ndim != 3 or not np.issubdtype(self.features.dtype, np.floating):
+            raise InputError(
+                f"features must be a (T, Q, D) float array, got {self.features.dtype} {self.features.shape}"
+            )
+        if self.timestamps.shape != (len(self.features),):
+            raise InputError(
+                f"timestamps must have shape ({len(self.features)},) to match the features, "
+                f"got {self.timestamps.shape}"
+            )
+        self.duration = float(self.duration)
+        self.fps = float(self.fps)
+        self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
+        self.skipped_frames = int(self.skipped_frames)
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.features)
+
+    def metadata(self) -> dict[str, Any]:
+        """The JSON metadata stored with the tensors."""
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "duration": self.duration,
+            "fps": self.fps,
+            "encoder": self.encoder,
+            "image_size": list(self.image_size),
+            "sampling": self.sampling,
+            "video": self.video,
+            "skipped_frames": self.skipped_frames,
+            "version": self.version,
+            "dtype": str(self.features.dtype),
+            "shape": list(self.features.shape),
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write a ``.safetensors`` file atomically; returns its path."""
+        from safetensors.numpy import save
+
+        tensors = {
+            "features": np.ascontiguousarray(self.features),
+            "timestamps": np.ascontiguousarray(self.timestamps),
+        }
+        data = save(tensors, metadata={_META_KEY: json.dumps(self.metadata())})
+        return _atomic_write(Path(path), data)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike, *, encoder: str | None = None, fps: float | None = None
+    ) -> VideoFeatures:
+        """Read a file written by `save`.
+
+        Args:
+            path: The ``.safetensors`` file.
+            encoder: Expected encoder name; a file made by another encoder is refused. None accepts any.
+            fps: Expected sampling rate; None accepts any.
+
+        Raises:
+            InputError: unreadable or not a tfvtg feature file, or metadata that does not match.
+        """
+        from safetensors.numpy import load
+
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read feature file {path}: {exc.strerror or exc}") from None
+        meta = _read_metadata(data, path)
+        try:
+            tensors = load(data)
+        except Exception as exc:  # safetensors raises its own SafetensorError on damaged data
+            raise InputError(f"cannot read feature file {path}: {' '.join(str(exc).split())}") from None
+        if set(tensors) != {"features", "timestamps"}:
+            raise InputError(f"cannot read feature file {path}: expected tensors features and timestamps")
+        try:
+            result = cls(
+                features=tensors["features"],
+                timestamps=tensors["timestamps"],
+                duration=meta["duration"],
+                fps=meta["fps"],
+                encoder=meta["encoder"],
+                image_size=tuple(meta["image_size"]),
+                sampling=meta["sampling"],
+                video=meta.get("video"),
+                skipped_frames=meta.get("skipped_frames", 0),
+                version=meta.get("version", "unknown"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"cannot read feature file {path}: bad metadata ({exc})") from None
+        if encoder is not None and result.encoder != encoder:
+            raise InputError(
+                f"{path} holds features of encoder {result.encoder!r}, not {encoder!r}; "
+                f"re-extract with {encoder!r} or load without an encoder check"
+            )
+        if fps is not None and not _same_fps(result.fps, float(fps)):
+            raise InputError(
+                f"{path} holds features sampled at {result.fps:g} fps, not {float(fps):g}; "
+                f"re-extract at {float(fps):g} fps or load without an fps check"
+            )
+        return result
+
+    @classmethod
+    def from_tfvtg_npy(
+        cls,
+        path: str | os.PathLike,
+        duration: float,
+        fps: float = 3.0,
+        *,
+        encoder: str = _TFVTG_NPY_ENCODER,
+    ) -> VideoFeatures:
+        """Load an official TFVTG feature file: (T, 32, 256) float16 ``.npy`` (never unpickled).
+
+        Frame k gets time k * duration / T, the official code's mapping (its frames were really sampled at
+        k * (len - 1) / (n - 1) / avg_fps; the difference is under one frame).
+
+        Args:
+            path: The ``<vid>.npy`` file.
+            duration: The video's duration in seconds (from the annotation).
+            fps: Rate the features were extracted at (3 in the official code).
+            encoder: Encoder name to record (the official files come from BLIP-2 ITM coco).
+
+        Raises:
+            InputError: unreadable file, pickled/object array, wrong shape, or a bad duration.
+        """
+        path = Path(path)
+        if not (isinstance(duration, (int, float)) and math.isfinite(duration) and duration > 0):
+            raise InputError(f"duration must be a positive number of seconds, got {duration!r}")
+        try:
+            array = np.load(path, allow_pickle=False)
+        except ValueError as exc:  # object arrays need pickle: refused
+            raise InputError(f"cannot read {path}: {' '.join(str(exc).split())}") from None
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if not isinstance(array, np.ndarray):
+            raise InputError(f"cannot read {path}: expected one array in a .npy file")
+        if array.ndim != 3 or not np.issubdtype(array.dtype, np.floating) or len(array) == 0:
+            raise InputError(
+                f"{path} is not a TFVTG feature file: expected a (T, 32, 256) float array, "
+                f"got {array.dtype} {array.shape}"
+            )
+        t = len(array)
+        return cls(
+            features=array.astype(np.float16, copy=False),
+            timestamps=np.arange(t, dtype=np.float64) * float(duration) / t,
+            duration=float(duration),
+            fps=fps,
+            encoder=encoder,
+            image_size=_TFVTG_NPY_IMAGE_SIZE,
+            sampling="tfvtg-npy",
+            video=path.name.split(".")[0],
+        )
+
+
+def _read_metadata(data: bytes, path: Path) -> dict[str, Any]:
+    """Parse the tfvtg JSON from a safetensors header (8-byte little-endian length, then JSON)."""
+    bad = f"cannot read feature file {path}: not a tfvtg safetensors feature file"
+    if len(data) < 8:
+        raise InputError(bad + " (too short)")
+    n = int.from_bytes(data[:8], "little")
+    if n <= 0 or 8 + n > len(data):
+        raise InputError(bad + " (bad header)")
+    try:
+        header = json.loads(data[8 : 8 + n])
+        meta = json.loads(header["__metadata__"][_META_KEY])
+    except (ValueError, KeyError, TypeError):
+        raise InputError(bad) from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise InputError(bad)
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise InputError(
+            f"{path} uses feature format version {meta.get('format_version')}, this tfvtg reads "
+            f"{FORMAT_VERSION}; re-extract the features"
+        )
+    return meta
+
+
+def _atomic_write(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a unique temp file in the same directory and os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_features(path: str | os.PathLike, **kwargs: Any) -> VideoFeatures:
+    """Load a feature file by suffix: ``.safetensors`` (`VideoFeatures.load`: encoder=, fps= checks) or an
+    official ``.npy`` (`VideoFeatures.from_tfvtg_npy`: needs duration=)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        if kwargs.get("duration") is None:
+            raise InputError(f"loading {path} (an official TFVTG .npy) needs duration= (seconds)")
+        allowed = {"duration", "fps", "encoder"}
+        extra = set(kwargs) - allowed
+        if extra:
+            raise InputError(f"unexpected arguments for a .npy feature file: {', '.join(sorted(extra))}")
+        if kwargs.get("fps") is None:
+            kwargs.pop("fps", None)
+        if kwargs.get("encoder") is None:
+            kwargs.pop("encoder", None)
+        return VideoFeatures.from_tfvtg_npy(path, **kwargs)
+    if suffix == ".safetensors":
+        extra = set(kwargs) - {"encoder", "fps"}
+        if extra:
+            raise InputError(f"unexpected arguments for a .safetensors file: {', '.join(sorted(extra))}")
+        return VideoFeatures.load(path, **kwargs)
+    raise InputError(f"unknown feature file type {path.name!r}: expected .safetensors or .npy")
+
+
+def _encode(encoder: Encoder, frames: np.ndarray) -> np.ndarray:
+    out = np.asarray(encoder.encode_images(frames))
+    if out.ndim != 3 or len(out) != len(frames):
+        raise ModelError(
+            f"encoder {encoder.config.name!r} returned shape {out.shape} for {len(frames)} frames; "
+            f"expected (N, Q, D)"
+        )
+    return out.astype(np.float16)
+
+
+def extract_features(
+    video: str | os.PathLike,
+    encoder: Encoder,
+    *,
+    fps: float | None = None,
+    mode: str = "timestamp",
+    batch_size: int = 32,
+    dedup_threshold: float | None = None,
+    progress: bool = True,
+    strict: bool = False,
+) -> VideoFeatures:
+    """Sample a video's frames and encode them in batches into (T, Q, D) float16 features.
+
+    Args:
+        video: Video file.
+        encoder: Any `Encoder`; frames are resized to its ``config.image_size`` by the decoder.
+        fps: Sampling rate; None uses ``encoder.config.default_fps``.
+        mode: ``"timestamp"`` or ``"reference"`` (see `tfvtg.video.sample_frames`).
+        batch_size: Frames per encoder call.
+        dedup_threshold: When a frame's mean absolute pixel difference (0-255) to the last encoded frame is
+            below this, reuse that frame's features instead of encoding (off when None).
+        progress: Show a progress bar on stderr.
+        strict: Fail on truncated/corrupt video instead of warning.
+
+    Raises:
+        InputError: bad arguments. VideoError: the video cannot be decoded. ModelError: bad encoder output.
+    """
+    fps = float(encoder.config.default_fps if fps is None else fps)
+    if mode not in SAMPLING_MODES:
+        raise InputError(f"sampling mode must be one of {', '.join(SAMPLING_MODES)}, got {mode!r}")
+    if dedup_threshold is not None:
+        t = dedup_threshold
+        ok = isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t >= 0
+        if not ok:
+            raise InputError(f"dedup_threshold must be a number >= 0 (0-255 scale), got {dedup_threshold!r}")
+    image_size = tuple(encoder.config.image_size)
+    stream = sample_frames(video, fps, size=image_size, mode=mode, strict=strict)
+    from tqdm.auto import tqdm
+
+    expected = math.ceil(stream.info.duration * fps) if stream.info.duration else None
+    bar = tqdm(total=expected, unit="frame", desc="encoding", file=sys.stderr, disable=not progress)
+    chunks: list[np.ndarray] = []
+    times: list[np.ndarray] = []
+    skipped = 0
+    last_frame: np.ndarray | None = None  # last frame that went through the encoder (int16 for differences)
+    last_feature: np.ndarray | None = None
+    try:
+        for frames, stamps in stream.batches(batch_size):
+            if dedup_threshold is None:
+                chunks.append(_encode(encoder, frames))
+            else:
+                feats, last_frame, last_feature, n_skipped = _encode_dedup(
+                    encoder, frames, dedup_threshold, last_frame, last_feature
+                )
+                chunks.append(feats)
+                skipped += n_skipped
+            times.append(stamps)
+            bar.update(len(frames))
+    finally:
+        bar.close()
+    features = np.concatenate(chunks)
+    if dedup_threshold is not None:
+        logger.info(
+            "%s: reused features for %d of %d frames (dedup threshold %g)",
+            video,
+            skipped,
+            len(features),
+            dedup_threshold,
+        )
+    return VideoFeatures(
+        features=features,
+        timestamps=np.concatenate(times),
+        duration=float(stream.duration),
+        fps=fps,
+        encoder=encoder.config.name,
+        image_size=image_size,
+        sampling=mode,
+        video=os.fspath(video),
+        skipped_frames=skipped,
+    )
+
+
+def _encode_dedup(
+    encoder: Encoder,
+    frames: np.ndarray,
+    threshold: float,
+    last_frame: np.ndarray | None,
+    last_feature: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, int]:
+    """Encode only frames that differ from the last encoded one; the others copy its features."""
+    source = np.empty(len(frames), dtype=np.int64)  # index into this batch's encoded frames; -1: previous
+    keep: list[int] = []
+    for i, frame in enumerate(frames):
+        current = frame.astype(np.int16)
+        if last_frame is not None and np.abs(current - last_frame).mean() < threshold:
+            source[i] = len(keep) - 1
+        else:
+            keep.append(i)
+            source[i] = len(keep) - 1
+            last_frame = current
+    encoded = _encode(encoder, frames[keep]) if keep else None
+    if encoded is None:
+        assert last_feature is not None  # the first frame of a video is always encoded
+        out = np.broadcast_to(last_feature, (len(frames), *last_feature.shape)).copy()
+    else:
+        out = np.empty((len(frames), *encoded.shape[1:]), dtype=np.float16)
+        for i, s in enumerate(source):
+            out[i] = encoded[s] if s >= 0 else last_feature
+        last_feature = encoded[-1]
+    return out, last_frame, last_feature, len(frames) - len(keep)
+
+
+class FeatureCache:
+    """A directory of feature files keyed by video (path, size, mtime), encoder, fps, mode and dedup.
+
+    A second request for the same video and settings loads the file instead of decoding and encoding. Writes
+    are atomic, so concurrent extractions of one video leave one complete file; a damaged file is a miss.
+
+    Args:
+        root: Cache root; default ``$TFVTG_CACHE`` or ``~/.cache/tfvtg``. Files go in ``<root>/features/``.
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
+        if root is None:
+            root = os.environ.get("TFVTG_CACHE") or Path.home() / ".cache" / "tfvtg"
+        self.root = Path(root).expanduser()
+        self.dir = self.root / "features"
+
+    def __repr__(self) -> str:
+        return f"FeatureCache({str(self.root)!r})"
+
+    def key(
+        self,
+        video: str | os.PathLike,
+        encoder_name: str,
+        fps: float,
+        mode: str = "timestamp",
+        dedup_threshold: float | None = None,
+    ) -> str:
+        """Hex digest of (resolved path, size, mtime_ns, encoder, fps, mode, dedup threshold)."""
+        from tfvtg.errors import VideoError
+
+        path = Path(video).expanduser().resolve()
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise VideoError(f"cannot open {video}: file not found") from None
+        parts = [
+            FORMAT_VERSION,
+            str(path),
+            st.st_size,
+            st.st_mtime_ns,
+            encoder_name,
+            repr(float(fps)),
+            mode,
+            None if dedup_threshold is None else repr(float(dedup_threshold)),
+        ]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+
+    def path_for(
+        self,
+        video: str | os.PathLike,
+        encoder_name: str,
+        fps: float,
+        mode: str = "timestamp",
+        dedup_threshold: float | None = None,
+    ) -> Path:
+        """Where the features for these settings live (whether or not they exist yet)."""
+        stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(video).stem)[:60]
+        return self.dir / f"{stem}-{self.key(video, encoder_name, fps, mode, dedup_threshold)}.safetensors"
+
+    def get(
+        self,
+        video: str | os.PathLike,
+        encoder_name: str,
+        fps: float,
+        mode: str = "timestamp",
+        dedup_threshold: float | None = None,
+    ) -> VideoFeatures | None:
+        """Cached features, or None when absent or unreadable (logged as a warning)."""
+        path = self.path_for(video, encoder_name, fps, mode, dedup_threshold)
+        if not path.is_file():
+            return None
+        try:
+            return VideoFeatures.load(path, encoder=encoder_name, fps=fps)
+        except InputError as exc:
+            logger.warning("ignoring damaged cache file (%s); extracting again", exc)
+            return None
+
+    def get_or_extract(
+        self,
+        video: str | os.PathLike,
+        encoder: Encoder,
+        *,
+        fps: float | None = None,
+        mode: str = "timestamp",
+        batch_size: int = 32,
+        dedup_threshold: float | None = None,
+        progress: bool = True,
+    ) -> VideoFeatures:
+        """Cached features of ``video``, extracting and storing them on a miss."""
+        fps = float(encoder.config.default_fps if fps is None else fps)
+        name = encoder.config.name
+        cached = self.get(video, name, fps, mode, dedup_threshold)
+        if cached is not None:
+            logger.debug("feature cache hit for %s", video)
+            return cached
+        features = extract_features(
+            video,
+            encoder,
+            fps=fps,
+            mode=mode,
+            batch_size=batch_size,
+            dedup_threshold=dedup_threshold,
+            progress=progress,
+        )
+        features.save(self.path_for(video, name, fps, mode, dedup_threshold))
+        return features
