@@ -371,6 +371,112 @@ def evaluate(dataset: str, annotations: Path, features_dir: Path, feature_format
                + (f"; predictions in {out_path}" if out_path is not None else ""))
 
 
+# ------------------------------------------------------------------------------------------------- decompose
+# One query printed, or a dataset's sentences written to TFVTG's llm_outputs.json (tfvtg.decompose).
+
+
+def _print_decomposition(query: str, answer: dict[str, Any] | None, source: str, note: str | None) -> None:
+    click.echo(f"query: {query}")
+    if answer is None:
+        click.echo(f"relationship: single-query (fallback: {note})")
+        click.echo(f"  0 (whole query): {query}")
+        return
+    click.echo(f"relationship: {answer['relationship']} (from {source})")
+    for entry in answer["query_json"]:
+        label = "whole query" if entry["sub_query_id"] == 0 else f"sub-event {entry['sub_query_id']}"
+        click.echo(f"  {entry['sub_query_id']} ({label}):")
+        for text in entry["descriptions"]:
+            click.echo(f"      {text}")
+    if answer.get("reasoning"):
+        click.echo(f"reasoning: {answer['reasoning']}")
+
+
+@cli.command()
+@click.argument("query", required=False)
+@click.option("--llm", default=None, metavar="MODEL",
+              help="Model of an OpenAI-compatible endpoint (e.g. gpt-4o-mini); none: no LLM.")
+@click.option("--llm-base-url", default=None, metavar="URL",
+              help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 [default: $OPENAI_BASE_URL; "
+                   "the key comes from $OPENAI_API_KEY].")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the LLM answer cache.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="LLM answer cache [default: $TFVTG_CACHE/llm or ~/.cache/tfvtg/llm].")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the answer as TFVTG JSON (plus query, source, note).")
+@click.option("--annotations", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Decompose every sentence of this TFVTG annotation file (vid -> {sentences, ...}).")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --annotations: the llm_outputs.json to write.")
+@click.option("--concurrency", type=click.IntRange(min=1, max=64), default=4, show_default=True,
+              help="With --annotations: requests in flight.")
+@click.option("--resume", is_flag=True,
+              help="With --annotations: keep the answers in --out, ask only the rest.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="With --annotations: the first N videos.")
+@click.option("--save-every", type=click.IntRange(min=1), default=20, show_default=True,
+              help="With --annotations: answers between two saves of --out.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+              help="Seconds to wait for each LLM request.")
+@click.option("--max-attempts", type=click.IntRange(min=1, max=10), default=3, show_default=True,
+              help="LLM answers asked for per query when they do not validate.")
+def decompose(query: str | None, llm: str | None, llm_base_url: str | None, no_cache: bool,
+              cache_dir: Path | None, as_json: bool, annotations: Path | None, out_path: Path | None,
+              concurrency: int, resume: bool, limit: int | None, save_every: int, timeout: float,
+              max_attempts: int) -> None:
+    """Split QUERY into paraphrases and ordered sub-events with an LLM (TFVTG's first step).
+
+    Without an LLM (no --llm, or neither a key nor a URL) the query stays as it is. With --annotations, every
+    sentence of a dataset is decomposed into --out, TFVTG's llm_outputs.json format ({} where no valid answer
+    came); the file is saved as it goes and --resume completes an interrupted or partly failed run.
+
+    \b
+    Examples:
+      tfvtg decompose "a person opens the fridge and takes out the milk" --llm gpt-4o-mini
+      tfvtg decompose "person sits down" --llm qwen2.5 --llm-base-url http://localhost:8000/v1 --json
+      tfvtg decompose --annotations charades_test.json --out llm_outputs.json --llm gpt-4o-mini --resume
+    """
+    from tfvtg.decompose import Decomposer, decompose_annotations, read_annotations
+
+    decomposer = Decomposer(llm, base_url=llm_base_url, cache_dir=cache_dir, use_cache=not no_cache,
+                            max_attempts=max_attempts, timeout=timeout)
+    if annotations is None:
+        if query is None:
+            raise InputError("give a QUERY, or --annotations FILE --out FILE for a whole dataset")
+        if out_path is not None or resume or limit is not None:
+            raise InputError("--out, --resume and --limit go with --annotations")
+        result = decomposer.answer(query)
+        if as_json:
+            body = result.answer or {"relationship": "single-query",
+                                     "query_json": [{"sub_query_id": 0, "descriptions": [query.strip()]}]}
+            extra = {"query": query.strip(), "source": result.source}
+            if result.note:
+                extra["note"] = result.note
+            click.echo(json.dumps({**extra, **body}, ensure_ascii=False))
+        else:
+            _print_decomposition(query.strip(), result.answer, result.source, result.note)
+        return
+    if query is not None:
+        raise InputError("give either a QUERY or --annotations, not both")
+    if out_path is None:
+        raise InputError("--annotations needs --out FILE (the llm_outputs.json to write)")
+    import signal
+
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    def _terminate(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt  # so a kill saves the answers so far, as Ctrl-C does
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        with logging_redirect_tqdm(loggers=[logging.getLogger("tfvtg")]):
+            summary = decompose_annotations(read_annotations(annotations), out_path, decomposer,
+                                            concurrency=concurrency, resume=resume, limit=limit,
+                                            save_every=save_every)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    click.echo(f"wrote {out_path}: {summary}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tfvtg`` console script; returns the exit status."""
     return run_group(cli, argv, "tfvtg")
