@@ -38,11 +38,31 @@ from numpro.parse import (
 from tfvtg.errors import InputError
 from tfvtg.moment import Moment
 
-__all__ = ["NumProGrounder", "GroundingDetails", "PassDetails", "HighlightResult", "VideoInput"]
+__all__ = ["NumProGrounder", "GroundingDetails", "PassDetails", "HighlightResult", "SampledVideo",
+           "VideoInput"]
 
 log = logging.getLogger("numpro.ground")
 
-VideoInput = str | os.PathLike | np.ndarray | Sequence[np.ndarray]
+
+
+@dataclass
+class SampledVideo:
+    """Frames sampled from a video once, to ask several queries about (see `NumProGrounder.sample`).
+
+    Attributes:
+        frames: (N, H, W, 3) uint8 RGB frames, never drawn on.
+        times: (N,) timestamp of each frame in seconds.
+        duration: The video's duration in seconds.
+        path: The file they came from (the refinement pass samples it again), or None.
+    """
+
+    frames: np.ndarray
+    times: np.ndarray
+    duration: float
+    path: Path | None = None
+
+
+VideoInput = str | os.PathLike | SampledVideo | np.ndarray | Sequence[np.ndarray]
 # Seconds within which an answered time counts as naming a labelled frame ("Second 12.0" labels have 0.1 s
 # steps).
 _LABEL_TOLERANCE = 0.051
@@ -226,12 +246,13 @@ class NumProGrounder:
         query = _clean_query(query)
         if top_k < 1:
             raise InputError(f"top_k must be at least 1, got {top_k}")
-        frames, frame_times, duration = self._sample(video, self.fps, times, duration)
+        sampled = self.sample(video, times=times, duration=duration)
+        frames, frame_times, duration = sampled.frames, sampled.times, sampled.duration
         coarse = self._ask(frames, frame_times, duration, query, (0.0, duration))
         details = GroundingDetails(query, [], duration, coarse, settings=self._settings())
         spans = coarse.spans
         if self.refine and coarse.parsed.ok:
-            refined = self._refine(video, frames, frame_times, duration, query, coarse.spans[0])
+            refined = self._refine(sampled, query, coarse.spans[0])
             details.refined = refined
             if refined is not None and refined.parsed.ok:
                 spans, details.used = refined.spans, "refined"
@@ -257,7 +278,8 @@ class NumProGrounder:
         from tfvtg.prompts import load_prompt
 
         query = _clean_query(query)
-        frames, frame_times, duration = self._sample(video, self.fps, times, duration)
+        sampled = self.sample(video, times=times, duration=duration)
+        frames, frame_times, duration = sampled.frames, sampled.times, sampled.duration
         keep = cap_indices(len(frames), self._cap())
         frames, frame_times = np.array(frames[keep]), frame_times[keep]
         overlay_numbers(frames, **self.overlay)
@@ -281,16 +303,28 @@ class NumProGrounder:
         caps = [c for c in (self.max_frames, getattr(self.mllm, "max_frames", None)) if c is not None]
         return min(caps) if caps else None
 
-    def _sample(self, video: VideoInput, fps: float, times: Sequence[float] | None,
-                duration: float | None) -> tuple[np.ndarray, np.ndarray, float]:
-        """Frames (N, H, W, 3), their times and the duration, from a file or from given frames."""
+    def sample(self, video: VideoInput, *, times: Sequence[float] | None = None,
+               duration: float | None = None) -> SampledVideo:
+        """The frames this grounder shows the model (at ``fps``, resized to ``size``), with their times.
+
+        Sample a video once with it to ask several queries (pass the result to `ground`). Frames given in
+        memory are taken as they are, with ``times`` (default ``i / fps``) and ``duration`` (default the last
+        time plus one sampling interval).
+
+        Raises:
+            VideoError: The file cannot be decoded.
+            InputError: Frames, times or duration are malformed.
+        """
+        if isinstance(video, SampledVideo):
+            return video
         if isinstance(video, str | os.PathLike):
             from tfvtg.video import read_frames
 
             if times is not None or duration is not None:
                 raise InputError("times and duration are for frames given in memory, not for a video file")
-            frames, frame_times, video_duration = read_frames(Path(video), fps, self.size, mode=self.sampling)
-            return frames, frame_times, float(video_duration)
+            frames, frame_times, video_duration = read_frames(Path(video), self.fps, self.size,
+                                                              mode=self.sampling)
+            return SampledVideo(frames, frame_times, float(video_duration), Path(video))
         frames = np.asarray(video)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
             raise InputError(f"frames must be a non-empty (N, H, W, 3) uint8 RGB array or list, got "
@@ -306,7 +340,7 @@ class NumProGrounder:
             duration = float(frame_times[-1]) + step
         if not duration >= frame_times[-1]:
             raise InputError(f"duration {duration} is before the last frame's time {frame_times[-1]}")
-        return frames, frame_times, float(duration)
+        return SampledVideo(frames, frame_times, float(duration))
 
     def _ask(self, frames: np.ndarray, times: np.ndarray, end_time: float, query: str,
              window: tuple[float, float]) -> PassDetails:
@@ -336,17 +370,17 @@ class NumProGrounder:
                 end = index.time_of(i + 1)
         return start, end
 
-    def _refine(self, video: VideoInput, frames: np.ndarray, times: np.ndarray, duration: float, query: str,
-                span: tuple[float, float]) -> PassDetails | None:
+    def _refine(self, sampled: SampledVideo, query: str, span: tuple[float, float]) -> PassDetails | None:
         """Ask again about ``span`` plus a margin, sampled at ``refine_fps``; None if too few frames fall in
         it."""
+        frames, times, duration = sampled.frames, sampled.times, sampled.duration
         start, end = span
         margin = self.refine_margin
         if margin is None:
             margin = max(2.0 / self.fps, 0.25 * (end - start))
         lo, hi = max(0.0, start - margin), min(duration, end + margin)
-        if isinstance(video, str | os.PathLike):
-            window_frames, window_times, end_time = self._sample_window(video, lo, hi, duration)
+        if sampled.path is not None:
+            window_frames, window_times, end_time = self._sample_window(sampled.path, lo, hi, duration)
         else:  # frames in memory: the window's share of them (no higher rate to draw on)
             inside = np.flatnonzero((times >= lo) & (times < hi))
             window_frames, window_times = frames[inside], times[inside]
