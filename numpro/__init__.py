@@ -10,8 +10,14 @@ from typing import Any
 
 _LAZY = {
     "NumProGrounder": "numpro.ground",
+    "SampledVideo": "numpro.ground",
     "overlay_numbers": "numpro.overlay",
     "parse_answer": "numpro.parse",
+    "parse_time_answer": "numpro.parse",
+    "parse_highlights": "numpro.parse",
+    "FrameIndex": "numpro.parse",
+    "create_mllm": "numpro.mllm",
+    "MLLM": "numpro.mllm",
 }
 
 __all__ = list(_LAZY)

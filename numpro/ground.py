@@ -270,7 +270,8 @@ class NumProGrounder:
         """Per-frame saliency (1-5, 0 when unlisted) from the highlight-detection question.
 
         The frames are numbered as for `ground` (at this grounder's ``fps``; the paper uses 0.5 fps, so frame
-        n is QVHighlights clip n).
+        n is QVHighlights clip n). Numbers are drawn even with ``timestamps_as_text``: the highlight answer
+        format names frames.
 
         Raises:
             ParseError: The answer lists no existing frame with a score.

@@ -237,3 +237,16 @@ def test_bad_arguments(openai_server):
 
     with pytest.raises(VideoError):
         NumProGrounder(chat).ground("/nonexistent/video.mp4", "x")
+
+
+def test_real_clip(openai_server, shared_videos):
+    from tfvtg.video import read_frames
+
+    openai_server.queue("From Frame 2 to Frame 4.")
+    grounder = NumProGrounder(_chat(openai_server))
+    details = grounder.ground_with_details(shared_videos / "cup.mp4", "a hand lifts a cup")
+    _, times, duration = read_frames(shared_videos / "cup.mp4", 1.0, (336, 336))
+    np.testing.assert_allclose(details.coarse.times, times)
+    assert len(openai_server.requests[0].images()) == len(times) == math.ceil(duration)
+    (moment,) = details.moments
+    assert (moment.start, moment.end) == (times[2], times[5])
