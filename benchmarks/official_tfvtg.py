@@ -69,8 +69,16 @@ def generate_proposal(curve, stride: int, max_stride: int, nms_thresh: float = 0
                 continue
             static = inside / length - (total - inside) / n_out
             if static > -1000:
-                cands.append((np.float32(i) / np.float32(n), np.float32(i + length) / np.float32(n), static,
-                              starts[i] / n, i, i + length))
+                cands.append(
+                    (
+                        np.float32(i) / np.float32(n),
+                        np.float32(i + length) / np.float32(n),
+                        static,
+                        starts[i] / n,
+                        i,
+                        i + length,
+                    )
+                )
     cands.sort(key=lambda c: -c[2])  # stable: ties keep candidate order
     if not cands:
         return []
@@ -169,3 +177,66 @@ def eval_with_llm(
     pool = rank_major([loc(t) for t in descriptions])[:7] + filter_and_integrate(subs, relation)
     final = select_proposal(np.array(pool))
     return float(final[0][0]), float(final[0][1])
+
+
+def generate_proposal_torch(
+    curve, stride: int, max_stride: int, nms_thresh: float = 0.3, mask_thr: float = 0.2
+):
+    """Section 3.1 with the official code's torch operations on CPU (its cost profile, inefficiencies I1-I3).
+
+    The same decisions as `generate_proposal` (up to float32 rounding of near-ties): a per-frame Python loop
+    of 0-d tensor operations for the dynamic start, conv1d window sums per length, candidates concatenated
+    length by length, torch.sort, and a Python-loop NMS over every candidate. Returns (start_frame, end_frame,
+    prefix_frame) of the kept windows in order.
+    """
+    import torch
+
+    s = torch.as_tensor(np.asarray(curve, dtype=np.float32))[None]
+    n = s.shape[1]
+    m = (s > mask_thr).float()
+    x = s * m
+    step = min(stride, n // 2)
+    g = torch.tensor(gaussian_kernel(step), dtype=torch.float32)[None, None]
+    smooth = torch.nn.functional.conv1d(x[:, None], g)[:, 0]
+    d = smooth[:, 1:] - smooth[:, :-1]
+    pad = (n - d.shape[1]) // 2
+    delta = torch.nn.functional.pad(d, (pad, n - d.shape[1] - pad)) * m
+    prefix = torch.zeros_like(x)
+    last = torch.zeros(1)
+    d1 = d2 = torch.zeros(1)
+    for t in range(n):  # I1: one 0-d tensor step per frame
+        d0 = delta[:, t]
+        rising = (3 * d0 > 5e-4) | (2 * d0 + d1 > 5e-4) | (d0 + d1 + d2 > 5e-4)
+        if not bool(rising):
+            last = torch.tensor([float(t)])
+        prefix[:, t] = last / n
+        d2, d1 = d1, d0
+    total, active = x.sum(), m.sum()
+    moments, scores, prefixes = torch.zeros(0, 2), torch.zeros(0), torch.zeros(0)
+    for length in range(step, min(n, max_stride) + 1, step):
+        ones = torch.ones(1, 1, length)
+        inside = torch.nn.functional.conv1d(x[:, None], ones)[0, 0]
+        n_in = torch.nn.functional.conv1d(m[:, None], ones)[0, 0]
+        static = inside / length - (total - inside) / (active - n_in)
+        keep = static > -1000
+        starts = torch.arange(len(static), dtype=torch.float32)
+        mom = torch.stack([starts / n, (starts + length) / n], dim=1)
+        moments = torch.concat([moments, mom[keep]])  # I3: growing concatenation
+        scores = torch.concat([scores, static[keep]])
+        prefixes = torch.concat([prefixes, prefix[0, : len(static)][keep]])
+    scores, order = scores.sort(descending=True, stable=True)
+    moments, prefixes = moments[order], prefixes[order]
+    suppressed = torch.zeros(len(scores), dtype=torch.bool)
+    for a in range(len(scores) - 1):  # I2: a Python loop over every candidate
+        if suppressed[a]:
+            continue
+        rest = moments[a + 1 :]
+        lo = torch.maximum(rest[:, 0], moments[a, 0])
+        inter = (torch.minimum(rest[:, 1], moments[a, 1]) - lo).clamp(min=0)
+        iou = inter / (torch.maximum(rest[:, 1], moments[a, 1]) - torch.minimum(rest[:, 0], moments[a, 0]))
+        suppressed[a + 1 :] |= iou > nms_thresh
+    kept = (~suppressed).nonzero()[:, 0]
+    return [
+        (round(float(moments[k, 0]) * n), round(float(moments[k, 1]) * n), round(float(prefixes[k]) * n))
+        for k in kept.tolist()
+    ]
