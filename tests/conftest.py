@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.fixtures.tiny_qwen2vl",
     "tests.fixtures.tiny_models",
     "tests.fixtures.videos",
+    "tests.fixtures.grounding",
 ]
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,13 +17,31 @@ pytest.importorskip("matplotlib")
 def _result() -> GroundingResult:
     times = np.arange(12) / 3.0
     query_curve = np.linspace(0.1, 0.6, 12)
-    decomposition = Decomposition("a man opens a door", ("someone opens a door",),
-                                  (("a man walks",), ("a door opens",)), "sequentially", source="llm")
-    curves = {"a man opens a door": query_curve, "someone opens a door": query_curve[::-1].copy(),
-              "a man walks": np.full(12, 0.3), "a door opens": np.full(12, 0.4)}
+    decomposition = Decomposition(
+        "a man opens a door",
+        ("someone opens a door",),
+        (("a man walks",), ("a door opens",)),
+        "sequentially",
+        source="llm",
+    )
+    curves = {
+        "a man opens a door": query_curve,
+        "someone opens a door": query_curve[::-1].copy(),
+        "a man walks": np.full(12, 0.3),
+        "a door opens": np.full(12, 0.4),
+    }
     moments = [Moment(1.0, 2.5, 1.0), Moment(0.0, 1.0, 0.5)]
-    return GroundingResult("a man opens a door", moments, decomposition, "full", curves, times, 4.0, 0.2,
-                           {"method": "full", "profile": "default"})
+    return GroundingResult(
+        "a man opens a door",
+        moments,
+        decomposition,
+        "full",
+        curves,
+        times,
+        4.0,
+        0.2,
+        {"method": "full", "profile": "default"},
+    )
 
 
 def test_plot_result_draws_every_curve_spans_and_threshold() -> None:

@@ -277,9 +277,15 @@ def evaluate(
 
 def score_predictions(dataset: str, predictions: Sequence[dict[str, Any]],
                       queries: Sequence[GroundingQuery]) -> dict[str, float]:
-    """The benchmark's metrics for ``predictions`` (aligned with ``queries``)."""
+    """The benchmark's metrics for ``predictions`` (aligned with ``queries``); ``{}`` without ground truth.
+
+    An unannotated split (QVHighlights test) has nothing to score against: its predictions are the product.
+    """
     from tfvtg import metrics
 
+    if not any(q.windows for q in queries):
+        log.info("the annotations hold no ground-truth windows (a test split?): predictions only, no metrics")
+        return {}
     if dataset == "qvhighlights":
         scores = dict(metrics.qvhighlights_mr_metrics(predictions, queries))
         if any(q.saliency_scores for q in queries):
