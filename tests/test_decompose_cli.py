@@ -213,6 +213,18 @@ def test_batch_limit_then_resume_keeps_other_videos(openai_server, capsys, tmp_p
     assert len(openai_server.requests) == 3
 
 
+def test_batch_stops_on_rejected_key_and_keeps_the_file(openai_server, capsys, tmp_path):
+    openai_server.default = Reply(status=401, body={"error": {"message": "invalid key"}})
+    annotations = make_annotations(tmp_path / "ann.json", videos=2, per_video=2)
+    out = tmp_path / "llm_outputs.json"
+    status, _, err = run(capsys, "decompose", "--annotations", str(tmp_path / "ann.json"), "--out", str(out),
+                         "--llm", "test-model", "--llm-base-url", openai_server.base_url,
+                         "--concurrency", "1")
+    assert status == 1 and "HTTP 401: invalid key; check the API key" in err
+    assert len(openai_server.requests) == 1  # not one failed request per query
+    check_output(out, annotations, failed={s for record in annotations.values() for s in record["sentences"]})
+
+
 def test_batch_bad_annotation_file(capsys, tmp_path):
     (tmp_path / "ann.json").write_text(json.dumps({"V1": {"sentences": "not a list"}}))
     status, _, err = run(capsys, "decompose", "--annotations", str(tmp_path / "ann.json"), "--out",

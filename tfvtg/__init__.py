@@ -21,6 +21,8 @@ _LAZY = {
     "ground_with_scores": "tfvtg.pipeline",
     "GroundingResult": "tfvtg.pipeline",
     "Decomposition": "tfvtg.decompose",
+    "Decomposer": "tfvtg.decompose",
+    "LLMEndpoint": "tfvtg.llm",
     "Grounder": "tfvtg.grounder",
     "ground": "tfvtg.grounder",
     "VideoFeatures": "tfvtg.features",

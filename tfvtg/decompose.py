@@ -20,7 +20,7 @@ import os
 import re
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -462,7 +462,7 @@ class Decomposer:
         result = self.answer(query)
         if result.answer is None:
             return Decomposition.single(query, note=result.note)
-        return replace(Decomposition.from_tfvtg(result.answer, query, source=result.source), note=result.note)
+        return Decomposition.from_tfvtg(result.answer, query, source=result.source)
 
     def answer(self, query: str) -> Answer:
         """The validated TFVTG answer for ``query`` and where it came from (``"cache"``, ``"llm"``).
