@@ -167,6 +167,16 @@ def test_validate_rejects(answer, message):
         validate_answer(answer, QUERY)
 
 
+@pytest.mark.parametrize(("query", "rewrite"), [
+    ("someone eats it.", "A person is eating."),
+    ("person sits down.", "An individual is sitting."),
+    ("person opens a window.", "Someone opened the window."),
+])
+def test_rewrite_check_sees_inflections(query, rewrite):
+    answer = {"relationship": "single-query", "query_json": [{"sub_query_id": 0, "descriptions": [rewrite]}]}
+    assert validate_answer(answer, query)["query_json"][0]["descriptions"] == [rewrite]
+
+
 def test_invalid_answer_is_an_input_error():
     assert issubclass(InvalidAnswerError, InputError)
 

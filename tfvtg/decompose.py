@@ -359,17 +359,23 @@ def _validate_entry(entry: Any, index: int) -> dict[str, Any]:
     return {"sub_query_id": index, "descriptions": clean}
 
 
-def _content_words(text: str) -> set[str]:
-    # The first four letters stand in for a stem ("opens"/"opened"): cheap, and good enough here.
-    return {w[:4] for w in re.findall(r"[^\W\d_]+", text.lower()) if len(w) > 2 and w not in _STOPWORDS}
+def _stems(text: str) -> set[str]:
+    """Crude stems of the content words: "eats", "eating" -> "eat"; "opened" -> "open"."""
+    words = (w for w in re.findall(r"[^\W\d_]+", text.lower()) if len(w) > 2 and w not in _STOPWORDS)
+    return {re.sub(r"(?:ing|ed|es|s)$", "", w) or w for w in words}
+
+
+def _same_stem(a: str, b: str) -> bool:
+    size = min(4, len(a), len(b))  # "sitt" (sitting) and "sit" (sits) agree on 3 letters
+    return size >= 3 and a[:size] == b[:size]
 
 
 def _check_rewrite(query: str, descriptions: list[str]) -> None:
-    wanted = _content_words(query)
+    wanted = _stems(query)
     if not wanted:
         return
-    said = set().union(*(_content_words(text) for text in descriptions))
-    if not wanted & said:
+    said = set().union(*(_stems(text) for text in descriptions))
+    if not any(_same_stem(a, b) for a in wanted for b in said):
         raise InvalidAnswerError(
             '"query_json" entry 0 must rewrite the whole query, but its descriptions share no word with '
             f"{_shorten(query, 80)!r}"
@@ -507,7 +513,7 @@ class Decomposer:
         assert self.endpoint is not None
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": self.prompt},
-            {"role": "user", "content": f'Query: "{query}"'},
+            {"role": "user", "content": f"Query: {json.dumps(query, ensure_ascii=False)}"},
         ]
         error = None
         for attempt in range(1, self.max_attempts + 1):
