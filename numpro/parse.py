@@ -59,34 +59,45 @@ class ParsedAnswer:
 
 _NUM = r"(\d+(?:\.\d+)?)"
 _TIME = r"((?:\d+:)?\d+:\d{2}(?:\.\d+)?|\d+(?:\.\d+)?)"  # 1:02:03.5, 12:05, 12.5, 12
-_FRAME_WORD = r"(?:(?:the\s+)?(?:frames?\s*(?:(?:number|no\.?|#)\s*)?|#\s*))"
-_SECOND_WORD = r"(?:(?:the\s+)?(?:seconds?|secs?|timestamps?|time)\s*)"
+_FRAME_WORD = r"(?:(?:frames?\s*(?:(?:number|no\.?|#)\s*)?|#\s*))"
+_SECOND_WORD = r"(?:(?:seconds?|secs?|timestamps?|time)\s*)"
 _SECOND_UNIT = r"(?:\s*(?:s|sec|secs|seconds?)\b)"
 _JOIN = r"\s*(?:to|until|till|through|thru|-|and)\s*"
 
 
-def _span_patterns(word: str, num: str, unit: str) -> tuple[re.Pattern[str], ...]:
-    """Tier 1 (an explicit span) and tier 2 (a bare ``x to y`` / ``x-y`` / ``[x, y]``) patterns."""
-    a = rf"{word}?{num}{unit}?"
+def _span_patterns(word: str, num: str, unit: str,
+                   after: str = "") -> tuple[tuple[re.Pattern[str], ...], ...]:
+    """Tier 1 (an explicit span) and tier 2 (a bare ``x to y`` / ``x-y`` / ``[x, y]``) patterns.
+
+    ``word`` may precede a number ("frame", "second"), ``unit`` may follow it ("th", "s"), and ``after`` is a
+    word that may follow it in the other word order ("the 4th frame").
+    """
+    n = rf"{num}(?:{unit})?"
+    a = rf"(?:the\s+)?{word}?{n}{after}"
+    to = r"\s*(?:to|until|till|through|thru|-)\s*"
     explicit = (
-        rf"\bfrom\s*{a}\s*(?:to|until|till|through|thru|-)\s*{a}",
+        rf"\bfrom\s*{a}{to}{a}",
+        rf"\bfrom\s*{a}\s*(?:to|until|till|through)\s*the\s+(?:very\s+)?(?:end|last\s+frame)\b()",
         rf"\bbetween\s*{a}\s*(?:and|-|to)\s*{a}",
-        rf"{word}{num}{unit}?\s*(?:to|until|till|through|thru|-)\s*{a}",
-        rf"\b{num}{unit}?\s*(?:to|until|till|through|thru|-)\s*{word}{num}",
+        rf"{word}{n}{to}{a}",
+        rf"\b{n}{to}{word}{num}",
+        rf"\bstart(?:s|ing|ed)?(?:\s+(?:frame|time|second))?\s*(?:at|from|in|on|with|:|=|is)?\s*{a}[^.\d]{{0,40}}?"
+        rf"\bend(?:s|ing|ed)?(?:\s+(?:frame|time|second))?\s*(?:at|in|on|with|by|:|=|is)?\s*{a}",
     )
     bare = (
-        rf"(?<![\w.:]){num}{unit}?\s*(?:to|-)\s*{num}{unit}?(?![\w:]|\.\d)",
-        rf"\[\s*{num}{unit}?\s*,\s*{num}{unit}?\s*\]",
+        rf"(?<![\w.:]){n}\s*(?:to|-)\s*{n}(?![\w:]|\.\d)",
+        rf"\[\s*{n}\s*,\s*{n}\s*\]",
     )
-    compile_ = lambda ps: tuple(re.compile(p) for p in ps)  # noqa: E731
-    return compile_(explicit), compile_(bare)
+    return tuple(re.compile(p) for p in explicit), tuple(re.compile(p) for p in bare)
 
 
-_FRAME_EXPLICIT, _FRAME_BARE = _span_patterns(_FRAME_WORD, _NUM, "")
+_FRAME_EXPLICIT, _FRAME_BARE = _span_patterns(_FRAME_WORD, _NUM, r"st|nd|rd|th", r"(?:\s*frames?\b)?")
 _TIME_EXPLICIT, _TIME_BARE = _span_patterns(_SECOND_WORD, _TIME, _SECOND_UNIT)
 _FRAME_SINGLE = re.compile(
     rf"\b(?:frames?|frame\s+(?:number|no\.?))\s*(?:#\s*)?{_NUM}(?![\w:-]|\.\d|\s*(?:,|and)\s*\d)"
 )
+# "frames 4, 5, 6, 10 and 11": runs of consecutive listed frames become spans.
+_FRAME_LIST = re.compile(r"(?<![\w.])\d+(?:\s*(?:,|and|, and)\s*\d+)+(?!\w|\.\d)")
 _TIME_SINGLE = re.compile(rf"\b(?:at|second)\s*{_TIME}{_SECOND_UNIT}?(?![\w:-]|\.\d)")
 _DASHES = str.maketrans({c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212~\uff5e"})
 
@@ -111,7 +122,9 @@ def _find_spans(text: str, tiers: Sequence[Sequence[re.Pattern[str]]], convert) 
             for match in pattern.finditer(text):
                 if any(match.start() < end and start < match.end() for start, end, _ in found):
                     continue
-                found.append((match.start(), match.end(), (convert(match.group(1)), convert(match.group(2)))))
+                last = match.group(2)
+                span = (convert(match.group(1)), convert(last) if last else math.inf)  # "... to the end"
+                found.append((match.start(), match.end(), span))
         if found:
             return [span for _, _, span in sorted(found)]
     return []
@@ -130,7 +143,7 @@ def _finish(text: str, spans: list[tuple[float, float]], low: float, high: float
         if start > high or end < low:
             dropped.append((start, end))
             continue
-        if start < low or end > high:
+        if start < low or (end > high and end != math.inf):
             clamped = True
         span = (min(max(start, low), high), min(max(end, low), high))
         if span not in kept:
@@ -166,9 +179,26 @@ def parse_answer(text: str, n_frames: int) -> ParsedAnswer:
     clean = _normalise(text or "")
     spans = _find_spans(clean, (_FRAME_EXPLICIT, _FRAME_BARE), float)
     if not spans:
+        spans = _runs(clean)
+    if not spans:
         singles = [float(m.group(1)) for m in _FRAME_SINGLE.finditer(clean)]
         spans = [(s, s) for s in dict.fromkeys(singles)]
     return _finish(text or "", spans, 0.0, float(n_frames - 1), "frame")
+
+
+def _runs(text: str) -> list[tuple[float, float]]:
+    """Spans of consecutive frame numbers in the first list of integers ("4, 5, 6, 10 and 11")."""
+    match = _FRAME_LIST.search(text)
+    if match is None:
+        return []
+    numbers = sorted({int(v) for v in re.findall(r"\d+", match.group(0))})
+    spans: list[tuple[float, float]] = []
+    for value in numbers:
+        if spans and value == spans[-1][1] + 1:
+            spans[-1] = (spans[-1][0], float(value))
+        else:
+            spans.append((float(value), float(value)))
+    return spans
 
 
 def parse_time_answer(text: str, duration: float) -> ParsedAnswer:

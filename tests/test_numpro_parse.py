@@ -40,6 +40,12 @@ ANSWERS = [
     ("From frame 2 to frame 6, and from frame 2 to frame 6 again.", 30, [(2, 6)], False, False),
     ("Answer: 0 - 4", 30, [(0, 4)], False, False),
     ("Frame #12 to Frame #18", 30, [(12, 18)], False, False),
+    ("From the 4th frame to the 9th frame.", 30, [(4, 9)], False, False),
+    ("It starts at frame 4 and ends at frame 9.", 30, [(4, 9)], False, False),
+    ("Start: Frame 4, End: Frame 9", 30, [(4, 9)], False, False),
+    ("The dog keeps running from frame 12 to the end of the video.", 20, [(12, 19)], False, False),
+    ("Frames 4, 5, 6, 10 and 11 show the dog.", 30, [(4, 6), (10, 11)], False, False),
+    ("Frames 4 to 9 (approximately 4-9 seconds)", 30, [(4, 9)], False, False),
 ]
 
 FAILURES = [
