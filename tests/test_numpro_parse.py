@@ -155,3 +155,22 @@ def test_frame_index_rejects_bad_input():
         FrameIndex([1.0, 0.5], 2.0)
     with pytest.raises(InputError):
         FrameIndex([0.0], 1.0, end="middle")
+
+
+def test_random_answers_never_crash_and_stay_in_range():
+    tokens = ["from", "to", "frame", "frames", "the", "between", "and", "-", "\u2013", ",", ".", "3", "10",
+              "0", "4.5", "999", "second", "s", "end", "start", "at", "1:05", "th", "[", "]", "#",
+              "scores", "no"]
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        text = " ".join(rng.choice(tokens, size=rng.integers(1, 14)))
+        parsed = parse_answer(text, 12)
+        assert parsed.ok == bool(parsed.spans) and (parsed.reason is None) == parsed.ok
+        assert all(0 <= s <= e <= 11 for s, e in parsed.spans), text
+        timed = parse_time_answer(text, 30.0)
+        assert all(0 <= s <= e <= 30.0 for s, e in timed.spans), text
+        try:
+            saliency = parse_highlights(text, 12)
+        except ParseError:
+            continue
+        assert saliency.shape == (12,) and np.all(saliency >= 0)
