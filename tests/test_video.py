@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
+import os
 import tracemalloc
 
 import numpy as np
@@ -160,15 +162,32 @@ def test_read_frames(cfr_video):
     assert times.tolist() == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
 
 
+def _live_video_frames() -> int:
+    import av
+
+    gc.collect()
+    return sum(isinstance(o, av.VideoFrame) for o in gc.get_objects())
+
+
 def test_memory_does_not_hold_decoded_frames(video_factory):
-    video = video_factory("mem.mp4", n_frames=150, fps=30, size=(240, 320))
+    import av
+
+    video = video_factory("mem.mp4", n_frames=120, fps=30, size=(96, 128))
+    # Positive control: decoded frames kept in a list are visible to the count.
+    with av.open(os.fspath(video)) as container:
+        kept = list(container.decode(video=0))
+        assert _live_video_frames() >= 120
+    del kept
+    for mode in ("timestamp", "reference"):
+        stream = sample_frames(video, 10.0, mode=mode)
+        live = [_live_video_frames() for i, _ in enumerate(stream) if i % 5 == 0]
+        assert stream.decoded_frames == 120 and stream.sampled_frames == 40
+        assert max(live) <= 8, live  # the held candidate plus the decoder's few frames in flight
     tracemalloc.start()
-    stream = sample_frames(video, 3.0)
-    count = sum(1 for _ in stream)
+    frames = sum(frame.nbytes for frame, _ in sample_frames(video, 10.0, size=(200, 200)))
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    assert count == 15 and stream.decoded_frames == 150
-    assert peak < 20 * 240 * 320 * 3  # 150 RGB frames would be 35 MB; only a few live at once
+    assert frames == 40 * 200 * 200 * 3 and peak < 10 * 200 * 200 * 3
 
 
 # -- reference mode ----
@@ -344,3 +363,13 @@ def test_shared_video_reference_mode(shared_videos):
 def test_make_video_rejects_bad_vfr_times(tmp_path):
     with pytest.raises(ValueError):
         make_video(tmp_path / "bad.mp4", vfr_times=[0.0, 0.0])
+
+
+def test_single_threaded_decoding_gives_the_same_frames(cfr_video):
+    _, frames, times = sampled(cfr_video, 3.0, threads=1)
+    _, frames_auto, times_auto = sampled(cfr_video, 3.0)
+    assert times.tolist() == times_auto.tolist()
+    assert all(np.array_equal(a, b) for a, b in zip(frames, frames_auto, strict=True))
+    for bad in (-1, 1.5, True):
+        with pytest.raises(InputError, match="threads"):
+            sample_frames(cfr_video, threads=bad)
