@@ -74,3 +74,13 @@ def test_every_shipped_charades_answer_loads(shared_data):
             assert not d.is_fallback and d.paraphrases
     assert total == 3720
     assert counts == {"single-query": 3150, "sequentially": 389, "simultaneously": 181}
+
+
+def test_console_lowercases_levels_without_touching_the_shared_record():
+    import logging
+
+    from tfvtg.console import _LowercaseLevel
+
+    record = logging.LogRecord("tfvtg", logging.WARNING, __file__, 1, "careful", None, None)
+    assert _LowercaseLevel("%(levelname)s: %(message)s").format(record) == "warning: careful"
+    assert record.levelname == "WARNING"

@@ -1,7 +1,7 @@
 """What the ``tfvtg`` and ``numpro`` commands share: logging to stderr and turning errors into one line.
 
-Results go to stdout; progress bars, info and warnings to stderr. A `TfvtgError` becomes ``error: <message>`` and
-exit status 1, without a traceback unless ``--verbose`` was given.
+Results go to stdout; progress bars, info and warnings to stderr. A `TfvtgError` becomes ``error: <message>``
+and exit status 1, without a traceback unless ``--verbose`` was given.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ _LOG_FORMAT = "%(levelname)s: %(message)s"
 
 class _LowercaseLevel(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        record.levelname = record.levelname.lower()
-        return super().format(record)
+        # Format a copy: the record is shared with every other handler (e.g. pytest's log capture).
+        copy = logging.makeLogRecord(record.__dict__)
+        copy.levelname = record.levelname.lower()
+        return super().format(copy)
 
 
 def setup_logging(verbose: bool = False) -> None:
