@@ -1,7 +1,8 @@
 """tfvtg: training-free zero-shot video temporal grounding.
 
-The public API is listed in ``__all__``. Heavy dependencies (torch, transformers, av, openai) are imported only by
-the modules that need them, so ``import tfvtg`` is cheap and evaluation from cached features starts fast.
+The public API is listed in ``__all__``. Heavy dependencies (torch, transformers, av, openai) are imported
+only by the modules that need them, so ``import tfvtg`` is cheap and evaluation from cached features
+starts fast.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from tfvtg.moment import Moment
 
 __version__ = "0.1.0"
 
-# Public name -> module that defines it, imported on first access (PEP 562). Functions named like their module
-# (tfvtg.localize.localize, tfvtg.decompose.decompose) are not listed: the submodule attribute would shadow them.
+# Public name -> module that defines it, imported on first access (PEP 562). Functions named like their
+# module (tfvtg.localize.localize, tfvtg.decompose.decompose) are not listed: the submodule would shadow them.
 _LAZY = {
     "Proposals": "tfvtg.localize",
     "ground_with_scores": "tfvtg.pipeline",

@@ -1,7 +1,7 @@
 """The exceptions tfvtg raises on bad input or a broken environment.
 
-Every error a user can cause or fix is a `TfvtgError`; the command line prints its message on one line and exits
-non-zero. Anything else escaping the toolkit is a bug.
+Every error a user can cause or fix is a `TfvtgError`; the command line prints its message on one line and
+exits non-zero. Anything else escaping the toolkit is a bug.
 """
 
 from __future__ import annotations

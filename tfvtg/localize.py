@@ -174,7 +174,7 @@ def static_scores(masked: np.ndarray, mask: np.ndarray, lengths: np.ndarray, kee
     """Static score of every window: (len(lengths), T) array, row j for length ``lengths[j]``, column = start.
 
     ``inside sum / L - outside sum / active frames outside``. Impossible windows (start + L > T) are -inf. A
-    window with no active frame outside is -inf unless ``keep_full``, which scores it with an outside mean of 0.
+    window with no active frame outside is -inf unless ``keep_full``, which gives it an outside mean of 0.
     ``lengths`` must be an arithmetic progression ``S, 2S, ...`` (rows are strided views of the prefix sums).
     """
     n, rows = len(masked), len(lengths)

@@ -28,4 +28,8 @@ class Moment:
 
     def to_list(self, ndigits: int = 4) -> list[float]:
         """The QVHighlights window form ``[start, end, score]``, rounded for JSON output."""
-        return [round(float(self.start), ndigits), round(float(self.end), ndigits), round(float(self.score), ndigits)]
+        return [
+            round(float(self.start), ndigits),
+            round(float(self.end), ndigits),
+            round(float(self.score), ndigits),
+        ]
