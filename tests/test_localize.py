@@ -16,6 +16,7 @@ from tfvtg.localize import (
     resolve_preset,
     rising_mask,
     static_scores,
+    window_frames,
 )
 
 PHI0, PHI1 = 0.3989422804014327, 0.24197072451914337
@@ -202,3 +203,14 @@ def test_presets():
         resolve_preset("kinetics")
     with pytest.raises(InputError, match="duration"):
         resolve_preset("auto")
+
+
+def test_window_frames_from_presets_and_seconds():
+    assert window_frames("charades", 90) == (20, 45)
+    assert window_frames("charades", 30, fps=1.0) == (7, 15)  # 20 frames at 3 fps = 6.7 s = 7 frames at 1 fps
+    assert window_frames("auto", 600, duration=200.0) == (40, 600)
+    assert window_frames("charades", 90, stride_seconds=2.0, max_length_seconds=10.0) == (6, 30)
+    with pytest.raises(InputError, match="positive"):
+        window_frames("charades", 90, stride_seconds=0)
+    with pytest.raises(InputError, match="fps"):
+        window_frames("charades", 90, fps=0)

@@ -36,6 +36,7 @@ __all__ = [
     "resolve_preset",
     "rising_mask",
     "static_scores",
+    "window_frames",
 ]
 
 PROFILES = ("default", "reference")
@@ -74,6 +75,7 @@ _PRESET_ALIASES = {
     "qvh": "qvhighlights",
 }
 AUTO_CHARADES_MAX_SECONDS = 60.0
+METHOD_FPS = 3.0  # the rate the presets' frame counts assume
 
 
 def resolve_preset(name: str, duration: float | None = None) -> str:
@@ -95,6 +97,39 @@ def resolve_preset(name: str, duration: float | None = None) -> str:
 def preset_windows(name: str, n_frames: int, duration: float | None = None) -> tuple[int, int]:
     """(stride, max_stride) in frames of a named preset for a curve of ``n_frames``."""
     return PRESETS[resolve_preset(name, duration)].windows(n_frames)
+
+
+def window_frames(
+    preset: str,
+    n_frames: int,
+    fps: float = METHOD_FPS,
+    *,
+    duration: float | None = None,
+    stride_seconds: float | None = None,
+    max_length_seconds: float | None = None,
+) -> tuple[int, int]:
+    """(stride, max_stride) in frames for features sampled at ``fps``.
+
+    The presets' quanta are frame counts at the method's 3 fps; at another rate they keep their length in
+    seconds. Explicit lengths in seconds override the preset.
+
+    Raises:
+        InputError: Non-positive fps or lengths, or an unknown preset.
+    """
+    if not fps > 0:
+        raise InputError(f"fps must be positive, got {fps}")
+    for name, value in (("stride_seconds", stride_seconds), ("max_length_seconds", max_length_seconds)):
+        if value is not None and not value > 0:
+            raise InputError(f"{name} must be a positive number of seconds, got {value}")
+    config = PRESETS[resolve_preset(preset, duration)]
+    stride, max_stride = config.windows(n_frames)
+    if stride_seconds is not None:
+        stride = max(1, round(stride_seconds * fps))
+    elif fps != METHOD_FPS:
+        stride = max(1, round(config.stride * fps / METHOD_FPS))
+    if max_length_seconds is not None:
+        max_stride = max(1, int(max_length_seconds * fps))
+    return stride, max_stride
 
 
 @dataclass(frozen=True)
