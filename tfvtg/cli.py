@@ -76,7 +76,7 @@ _grounding_options = _options(
     click.option("--llm-base-url", default=None, metavar="URL",
                  help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 [default: OPENAI_BASE_URL]"),
     click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                 help="Feature and LLM cache directory [default: tfvtg's user cache]."),
+                 help="Cache root, features/ and llm/ inside [default: $TFVTG_CACHE or ~/.cache/tfvtg]."),
     click.option("--no-cache", is_flag=True, help="Neither read nor write the caches."),
 )
 
@@ -173,6 +173,9 @@ def ground(video: Path, query: str | None, queries: tuple[str, ...], queries_fil
     check_video_path(video)
     grounder = _make_grounder({**options})
     start = time.perf_counter()
+    grounder.encoder  # noqa: B018 (load the model first, so that its time is reported on its own)
+    load_s = time.perf_counter() - start
+    start = time.perf_counter()
     features = grounder.encode_video(video)
     encode_s = time.perf_counter() - start
     if not as_json:
@@ -180,7 +183,9 @@ def ground(video: Path, query: str | None, queries: tuple[str, ...], queries_fil
                    f"{features.fps:g} fps; model {grounder.model}, profile {grounder.profile})")
     for index, text in enumerate(texts, start=1):
         result = grounder.ground_details(features, text, top_k=options["top_k"])
-        result.meta["timings"]["encode_s"] = round(encode_s if index == 1 else 0.0, 4)
+        first = index == 1  # the model load and the video's features are paid by the first query only
+        result.meta["timings"].update(load_s=round(load_s if first else 0.0, 4),
+                                      encode_s=round(encode_s if first else 0.0, 4))
         if plot_path is not None:
             from tfvtg.plot import plot_result, save_figure
 
