@@ -8,6 +8,7 @@ decomposition) changes the answer and fails the test.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -138,6 +139,11 @@ def test_full_flow_with_a_given_decomposition(tiny_blip2_dir, tiny_encoder, tiny
     again = g.ground_details(features, "a man opens a door", top_k=5, decomposition=answer)
     assert_same_moments(again.moments, result.moments)
     assert len(counting.text_calls) == 1  # all texts were cached
+    # The grounded sentence is localised, not the decomposition's own copy of the query.
+    other = dataclasses.replace(decomposition, query="an unrelated sentence")
+    curves = g.ground_details(features, "a man opens a door", decomposition=other).curves
+    assert "an unrelated sentence" not in curves
+    assert len(counting.text_calls) == 1
 
 
 def test_second_query_touches_neither_decoder_nor_vision_model(

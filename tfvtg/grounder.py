@@ -384,7 +384,10 @@ class Grounder:
         timings["decompose_s"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        texts = [query, *decomposition.descriptions()] if method == "full" else [query]
+        texts = [query]
+        if method == "full":  # what the pipeline localises: the sentence, its paraphrases, the sub-events
+            texts += decomposition.paraphrases
+            texts += [text for event in decomposition.sub_events for text in event]
         curves = self.similarity_curves(video, texts)
         timings["text_s"] = time.perf_counter() - start
 
