@@ -325,21 +325,24 @@ class Grounder:
 
     # ---------------------------------------------------------------- grounding
     def _strides(self, video: VideoFeatures, preset: str) -> tuple[int | None, int | None]:
-        """Stride and maximum proposal length in frames (``None``: the preset's)."""
-        from tfvtg.localize import PRESETS
+        """Stride and maximum proposal length in frames (``None``: the pipeline's preset defaults).
 
-        fps = float(video.fps) if video.fps else None
-        stride = max_stride = None
-        if (self.stride_seconds is not None or self.max_length_seconds is not None) and not fps:
-            raise InputError("stride/max length in seconds need features with a known frame rate")
-        if self.stride_seconds is not None:
-            stride = max(1, int(round(self.stride_seconds * fps)))
-        elif fps and self.profile != "reference" and abs(fps - 3.0) > 1e-6:
-            # Presets are frame counts at the method's 3 fps; keep their length in seconds at other rates.
-            stride = max(1, int(round(PRESETS[preset].stride * fps / 3.0)))
-        if self.max_length_seconds is not None:
-            max_stride = max(1, int(self.max_length_seconds * fps))
-        return stride, max_stride
+        The presets are frame counts at the method's 3 fps; at another rate `tfvtg.localize.window_frames`
+        keeps their length in seconds. The reference profile keeps the official frame counts unless lengths in
+        seconds are given.
+        """
+        from tfvtg.localize import window_frames
+
+        explicit = self.stride_seconds is not None or self.max_length_seconds is not None
+        if self.profile == "reference" and not explicit:
+            return None, None
+        fps = float(video.fps) if video.fps else 0.0
+        if not fps:
+            if explicit:
+                raise InputError("stride/max length in seconds need features with a known frame rate")
+            return None, None
+        return window_frames(preset, len(video.timestamps), fps, duration=float(video.duration),
+                             stride_seconds=self.stride_seconds, max_length_seconds=self.max_length_seconds)
 
     def ground_details(
         self,
