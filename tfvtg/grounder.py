@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 PROFILES = ("default", "reference")
 METHODS = ("full", "vlm-only")
-_VIDEO_MEMO_SIZE = 8
+_VIDEO_MEMO_BYTES = 512 * 2**20  # encoded videos kept in memory by a Grounder (beyond the disk cache)
 
 
 @dataclass
@@ -260,7 +260,11 @@ class Grounder:
             return cached
         features = self._extract(video)
         self._videos[key] = features
-        while len(self._videos) > _VIDEO_MEMO_SIZE:
+        # Keep recent videos in memory up to a byte budget (an hour at 3 fps is ~180 MB), the newest always.
+        def held() -> int:
+            return sum(v.features.nbytes for v in self._videos.values())
+
+        while len(self._videos) > 1 and held() > _VIDEO_MEMO_BYTES:
             self._videos.popitem(last=False)
         return features
 
