@@ -337,3 +337,18 @@ def test_bad_inputs(args, message, cup_video, annotation_file, tmp_path, capsys,
     captured = capsys.readouterr()
     assert message in captured.err and "Traceback" not in captured.err
     assert captured.err.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_extract_goes_on_past_a_bad_video_and_fails_at_the_end(
+    tiny_blip2_dir, cup_video, tmp_path, capsys
+) -> None:
+    from tests.fixtures.videos import make_non_media
+
+    bad = make_non_media(tmp_path / "broken.mp4")
+    out = tmp_path / "features"
+    assert main(["extract", str(bad), str(cup_video), "--out", str(out), "--model", str(tiny_blip2_dir)]) == 1
+    captured = capsys.readouterr()
+    assert "wrote " in captured.out and "extracted 1, skipped 0, failed 1 of 2 videos" in captured.out
+    assert captured.err.strip().splitlines()[-1].startswith("error: 1 of 2 videos failed: broken.mp4 (")
+    assert "Traceback" not in captured.err
+    assert sorted(p.name for p in out.iterdir()) == ["cup.safetensors"]  # no partial file for the bad one
