@@ -352,3 +352,51 @@ def test_extract_goes_on_past_a_bad_video_and_fails_at_the_end(
     assert captured.err.strip().splitlines()[-1].startswith("error: 1 of 2 videos failed: broken.mp4 (")
     assert "Traceback" not in captured.err
     assert sorted(p.name for p in out.iterdir()) == ["cup.safetensors"]  # no partial file for the bad one
+
+
+def test_ground_with_an_llm_prints_the_decomposition(
+    tiny_blip2_dir, cup_video, tmp_path, capsys, openai_server
+) -> None:
+    answer = {
+        "reasoning": "two steps",
+        "relationship": "sequentially",
+        "query_json": [
+            {"sub_query_id": 0, "descriptions": ["a hand tilts the cup and moves it away"]},
+            {"sub_query_id": 1, "descriptions": ["a hand tilts a black cup", "the cup is tipped"]},
+            {"sub_query_id": 2, "descriptions": ["the cup is moved away"]},
+        ],
+    }
+    openai_server.queue(json.dumps(answer))
+    query = "a hand tilts the cup, then moves it away"
+    args = [
+        "ground",
+        str(cup_video),
+        query,
+        "--llm",
+        "test-llm",
+        "--llm-base-url",
+        openai_server.base_url,
+        "--model",
+        str(tiny_blip2_dir),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    at = lines.index(f"query: {query}")
+    assert lines[at + 1 : at + 5] == [
+        "decomposition: sequentially (llm)",
+        "  paraphrases: a hand tilts the cup and moves it away",
+        "  sub-event 1: a hand tilts a black cup | the cup is tipped",
+        "  sub-event 2: the cup is moved away",
+    ]
+    assert lines[at + 5].split()[0] == "#" and lines[at + 6].split()[0] == "1"
+    assert len(openai_server.requests) == 1
+    assert main([*args, "--json"]) == 0  # the answer now comes from the cache
+    line = json.loads(capsys.readouterr().out)
+    assert line["decomposition"]["source"] == "cache" and line["meta"]["method"] == "full"
+    assert line["decomposition"]["sub_events"] == [
+        ["a hand tilts a black cup", "the cup is tipped"],
+        ["the cup is moved away"],
+    ]
+    assert len(openai_server.requests) == 1
