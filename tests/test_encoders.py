@@ -284,3 +284,24 @@ def test_create_encoder_rejects_bad_device_and_batch_size(tiny_blip2_dir):
         create_encoder(str(tiny_blip2_dir), device="tpu9")
     with pytest.raises(InputError, match="batch_size"):
         create_encoder(str(tiny_blip2_dir), device="cpu", batch_size=0)
+
+
+# ---------------------------------------------------------------------- real checkpoint (run by hand)
+@pytest.mark.weights
+def test_real_blip2_coco_checkpoint():
+    """Needs Salesforce/blip2-itm-vit-g-coco in the Hugging Face cache: `pytest -m weights`."""
+    try:
+        encoder = create_encoder("blip2-coco", device="auto", local_files_only=True)
+    except ModelError as exc:
+        pytest.skip(str(exc))
+    cfg = encoder.config
+    assert cfg.name == "Salesforce/blip2-itm-vit-g-coco"
+    assert (cfg.image_size, cfg.num_query_tokens, cfg.embed_dim) == ((364, 364), 32, 256)
+    frames = np.stack(
+        [np.full((240, 320, 3), (200, 40, 40), np.uint8), np.full((240, 320, 3), (40, 40, 200), np.uint8)]
+    )
+    sims = encoder.similarity(
+        encoder.encode_images(frames), encoder.encode_texts(["a red image", "a blue image"])
+    )
+    assert sims.shape == (2, 2)
+    assert sims[0, 0] > sims[0, 1] and sims[1, 1] > sims[1, 0]  # each colour matches its own frame best
