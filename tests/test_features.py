@@ -483,3 +483,35 @@ def test_make_video_clip_in_cache_dir_with_odd_name(tmp_path):
     cache.get_or_extract(video, MeanColorEncoder(), progress=False)
     (entry,) = cache.dir.iterdir()
     assert entry.name.startswith("we_ird_name-")
+
+
+def test_prefetch_keeps_order_bounds_memory_and_propagates_errors():
+    import threading
+
+    from tfvtg.features import prefetch
+
+    produced: list[int] = []
+
+    def items():
+        for i in range(10):
+            produced.append(i)
+            yield i
+
+    consumed = []
+    for item in prefetch(items(), depth=2):
+        assert len(produced) - len(consumed) <= 4  # at most depth queued + one in hand + one being made
+        consumed.append(item)
+    assert consumed == list(range(10))
+
+    def failing():
+        yield 1
+        raise ValueError("decoder broke")
+
+    with pytest.raises(ValueError, match="decoder broke"):
+        list(prefetch(failing()))
+
+    before = threading.active_count()
+    stream = prefetch(iter(range(1000)), depth=1)
+    assert next(stream) == 0
+    stream.close()  # the consumer stops early: the producer thread must exit
+    assert threading.active_count() <= before

@@ -17,9 +17,12 @@ import math
 import os
 import sys
 import tempfile
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from queue import Empty, Full, Queue
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -28,7 +31,17 @@ from tfvtg.encoders.base import Encoder
 from tfvtg.errors import InputError, ModelError
 from tfvtg.video import SAMPLING_MODES, sample_frames
 
-__all__ = ["VideoFeatures", "FeatureCache", "extract_features", "load_features", "FORMAT", "FORMAT_VERSION"]
+T = TypeVar("T")
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "FeatureCache",
+    "VideoFeatures",
+    "extract_features",
+    "load_features",
+    "prefetch",
+]
 
 logger = logging.getLogger("tfvtg.features")
 
@@ -307,6 +320,50 @@ def _encode(encoder: Encoder, frames: np.ndarray) -> np.ndarray:
     return out.astype(np.float16)
 
 
+def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
+    """Yield ``items`` while a background thread produces up to ``depth`` ahead (decode overlaps encode).
+
+    Memory stays bounded by ``depth`` items. An exception in the producer is re-raised here; if the consumer
+    stops early (an encoder error, a break), the producer is told to stop and is joined.
+    """
+    queue: Queue = Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        queue.put((item, None), timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put((done, None))
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            queue.put((done, exc))
+
+    worker = threading.Thread(target=produce, name="tfvtg-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = queue.get()
+            if item is done:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue, then let it finish
+            try:
+                queue.get_nowait()
+            except Empty:
+                worker.join(timeout=0.05)
+
+
 def extract_features(
     video: str | os.PathLike,
     encoder: Encoder,
@@ -354,7 +411,7 @@ def extract_features(
     last_frame: np.ndarray | None = None  # last frame that went through the encoder (int16 for differences)
     last_feature: np.ndarray | None = None
     try:
-        for frames, stamps in stream.batches(batch_size):
+        for frames, stamps in prefetch(stream.batches(batch_size)):
             if dedup_threshold is None:
                 chunks.append(_encode(encoder, frames))
             else:
