@@ -214,3 +214,18 @@ def test_window_frames_from_presets_and_seconds():
         window_frames("charades", 90, stride_seconds=0)
     with pytest.raises(InputError, match="fps"):
         window_frames("charades", 90, fps=0)
+
+
+def test_small_and_general_nms_paths_agree(monkeypatch):
+    import tfvtg.localize as module
+
+    rng = np.random.default_rng(9)
+    for _ in range(30):
+        n = int(rng.integers(20, 120))
+        curve = np.round(smooth_curve(rng, n), 2)  # rounding makes exact ties, which both must order alike
+        small = localize(curve, 5, n // 2, top_k=8)
+        monkeypatch.setattr(module, "_SMALL_NMS", 0)
+        general = localize(curve, 5, n // 2, top_k=8)
+        monkeypatch.setattr(module, "_SMALL_NMS", 400)
+        assert small.static_index.tolist() == general.static_index.tolist()
+        assert small.end_index.tolist() == general.end_index.tolist()

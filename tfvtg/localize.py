@@ -42,6 +42,7 @@ __all__ = [
 PROFILES = ("default", "reference")
 RISING_THRESHOLD = 5e-4  # theta of the rising test (BLIP-2 cosine units)
 _NO_SCORE = -np.inf
+_SMALL_NMS = 400  # up to this many candidates, NMS uses a full IoU matrix
 
 
 @dataclass(frozen=True)
@@ -263,6 +264,8 @@ def _greedy_nms(scores: np.ndarray, lengths: np.ndarray, n: int, top_k: int, thr
     flat = scores.ravel()
     n_valid = int(np.count_nonzero(flat > _NO_SCORE))
     threshold32 = np.float32(threshold)
+    if n_valid <= _SMALL_NMS:
+        return _greedy_nms_small(flat, lengths, n, top_k, threshold32)
     kept: list[int] = []
     kept_s = np.empty(0, np.float32)
     kept_e = np.empty(0, np.float32)
@@ -303,6 +306,28 @@ def _greedy_nms(scores: np.ndarray, lengths: np.ndarray, n: int, top_k: int, thr
         alive[pos + 1 :] &= _iou32(starts_f[pos + 1 :], ends_f[pos + 1 :], s, e) <= threshold32
         seen = pos + 1
     return np.asarray(kept, dtype=np.int64)
+
+
+def _greedy_nms_small(
+    flat: np.ndarray, lengths: np.ndarray, n: int, top_k: int, threshold: np.float32
+) -> np.ndarray:
+    """`_greedy_nms` for a few candidates: one pairwise IoU matrix, then a scan (same order, same IoU
+    rule)."""
+    pool = np.flatnonzero(flat > _NO_SCORE)
+    pool = pool[np.lexsort((pool, -flat[pool]))]
+    start_idx = pool % n
+    starts, ends = _fractions(start_idx, n), _fractions(start_idx + lengths[pool // n], n)
+    overlaps = _iou32(starts[:, None], ends[:, None], starts[None, :], ends[None, :]) > threshold
+    suppressed = np.zeros(len(pool), bool)
+    kept: list[int] = []
+    for i in range(len(pool)):
+        if suppressed[i]:
+            continue
+        kept.append(i)
+        if len(kept) == top_k:
+            break
+        suppressed |= overlaps[i]
+    return pool[kept]
 
 
 def _iou32(starts: np.ndarray, ends: np.ndarray, s: np.float32, e: np.float32) -> np.ndarray:
