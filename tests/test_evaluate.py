@@ -17,6 +17,7 @@ import pytest
 from tfvtg.decompose import Decomposition
 from tfvtg.errors import InputError
 from tfvtg.evaluate import clip_saliency, evaluate
+from tfvtg.grounder import Grounder
 from tfvtg.metrics import grounding_metrics
 from tfvtg.pipeline import ground_with_scores
 
@@ -141,18 +142,39 @@ def test_llm_outputs_official_npy_features_reference_profile(
     npy_dir.mkdir()
     for vid, feats in tiny_features.items():
         np.save(npy_dir / f"{vid}.npy", feats.features)
+    text_calls = []
+
+    class CountingTexts:  # the tiny encoder, recording each call of its text side
+        config = tiny_encoder.config
+        encode_images = tiny_encoder.encode_images
+        similarity = tiny_encoder.similarity
+
+        def encode_texts(self, texts):
+            text_calls.append(list(texts))
+            return tiny_encoder.encode_texts(texts)
+
+    grounder = Grounder(
+        str(tiny_blip2_dir),
+        profile="reference",
+        preset="charades",
+        llm="none",
+        use_cache=False,
+        progress=False,
+    )
+    grounder._encoder = CountingTexts()
     report = evaluate(
         "charades-sta",
         annotation_file,
         npy_dir,
         feature_format="tfvtg-npy",
         llm_outputs=llm_file,
-        profile="reference",
-        model=str(tiny_blip2_dir),
-        device="cpu",
+        grounder=grounder,
         progress=False,
     )
     assert report.method == "full" and report.meta["profile"] == "reference"
+    # All 15 distinct texts (11 sentences, 2 paraphrases, 2 sub-events) encoded up front in one batch.
+    assert len(text_calls) == 1 and len(text_calls[0]) == len(set(text_calls[0])) == 15
+    assert {"a biker follows a van", "a van drives", "a cyclist rides"} <= set(text_calls[0])
     for pred in report.predictions:
         vid, index = pred["qid"].split("#")
         duration = annotations[vid]["duration"]

@@ -230,6 +230,9 @@ def evaluate(
     if grounder is None:
         grounder = Grounder(model, device=device, dtype=dtype, profile=profile,
                             preset=DATASET_PRESETS[dataset], llm="none", use_cache=False, progress=False)
+    decompositions = {q.qid: Decomposition.from_tfvtg(q.llm_answer, q.query) if with_llm else None
+                      for video_queries in by_video.values() for q in video_queries}
+    _encode_texts(grounder, by_video, decompositions, progress)
     predictions: list[dict[str, Any]] = []
     n_total = sum(len(v) for v in by_video.values())
     bar = _progress_bar(n_total, progress)
@@ -237,9 +240,7 @@ def evaluate(
         for vid, video_queries in by_video.items():
             features = load_video_features(paths[vid], feature_format, video_queries[0].duration)
             for query in video_queries:
-                decomposition = None
-                if with_llm:
-                    decomposition = Decomposition.from_tfvtg(query.llm_answer, query.query)
+                decomposition = decompositions[query.qid]
                 result = grounder.ground_details(features, query.query, top_k=top_k,
                                                  decomposition=decomposition)
                 record = {
@@ -275,6 +276,32 @@ def evaluate(
     )
 
 
+def _encode_texts(grounder: Grounder, by_video: dict[str, list[GroundingQuery]],
+                  decompositions: dict[str, Any], progress: bool) -> None:
+    """Encode every distinct description of the split up front, in large batches (one call per batch)."""
+    from tfvtg.grounder import TEXT_BATCH
+
+    texts: dict[str, None] = {}
+    for video_queries in by_video.values():
+        for query in video_queries:
+            texts.setdefault(query.query, None)
+            decomposition = decompositions[query.qid]
+            if decomposition is not None:
+                for text in (*decomposition.paraphrases, *(t for e in decomposition.sub_events for t in e)):
+                    texts.setdefault(text, None)
+    ordered = list(texts)
+    bar = _progress_bar(len(ordered), progress, unit="text", desc="encoding texts")
+    try:
+        for i in range(0, len(ordered), TEXT_BATCH):
+            chunk = ordered[i : i + TEXT_BATCH]
+            grounder.text_features(chunk)
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def score_predictions(dataset: str, predictions: Sequence[dict[str, Any]],
                       queries: Sequence[GroundingQuery]) -> dict[str, float]:
     """The benchmark's metrics for ``predictions`` (aligned with ``queries``); ``{}`` without ground truth.
@@ -295,9 +322,9 @@ def score_predictions(dataset: str, predictions: Sequence[dict[str, Any]],
     return dict(metrics.grounding_metrics(preds, [q.window for q in queries]))
 
 
-def _progress_bar(total: int, enabled: bool) -> Any:
+def _progress_bar(total: int, enabled: bool, unit: str = "query", desc: str = "grounding") -> Any:
     if not enabled:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="query", desc="grounding", leave=False, dynamic_ncols=True)
+    return tqdm(total=total, unit=unit, desc=desc, leave=False, dynamic_ncols=True)

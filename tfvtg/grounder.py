@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 PROFILES = ("default", "reference")
 METHODS = ("full", "vlm-only")
+TEXT_BATCH = 256  # texts per text-encoder call
 _VIDEO_MEMO_BYTES = 512 * 2**20  # encoded videos kept in memory by a Grounder (beyond the disk cache)
 
 
@@ -291,11 +292,12 @@ class Grounder:
         return self._decompositions[query]
 
     def text_features(self, texts: Sequence[str]) -> np.ndarray:
-        """(M, D) text embeddings, encoding only texts this Grounder has not seen (in one batch)."""
+        """(M, D) text embeddings, encoding only texts this Grounder has not seen (`TEXT_BATCH` at a time)."""
         missing = list(dict.fromkeys(t for t in texts if t not in self._text_features))
-        if missing:
-            encoded = np.asarray(self.encoder.encode_texts(missing), dtype=np.float32)
-            self._text_features.update(zip(missing, encoded, strict=True))
+        for i in range(0, len(missing), TEXT_BATCH):
+            chunk = missing[i : i + TEXT_BATCH]
+            encoded = np.asarray(self.encoder.encode_texts(chunk), dtype=np.float32)
+            self._text_features.update(zip(chunk, encoded, strict=True))
         return np.stack([self._text_features[t] for t in texts])
 
     def similarity_curves(self, video: VideoFeatures, texts: Sequence[str]) -> dict[str, np.ndarray]:
