@@ -212,13 +212,30 @@ def test_qvhighlights_saliency_and_highlight_metrics(
             "relevant_clip_ids": [1, 3],
             "saliency_scores": [[4, 4, 4], [1, 2, 2]],
         },
+        {  # the cup again, not adjacent to its first query
+            "qid": 13,
+            "vid": "cup",
+            "query": "the cup is moved away from the camera",
+            "duration": 8.1,
+            "relevant_windows": [[4, 6]],
+            "relevant_clip_ids": [2],
+            "saliency_scores": [[4, 4, 2]],
+        },
     ]
     ann = tmp_path / "qvh.jsonl"
     ann.write_text("".join(json.dumps(r) + "\n" for r in records))
+    seen = []
     report = evaluate(
-        "qvhighlights", ann, tiny_features_dir, model=str(tiny_blip2_dir), device="cpu", progress=False
+        "qvhighlights",
+        ann,
+        tiny_features_dir,
+        model=str(tiny_blip2_dir),
+        device="cpu",
+        progress=False,
+        on_prediction=seen.append,
     )
-    assert [p["qid"] for p in report.predictions] == [11, 12]  # integer qids, as the standard tools expect
+    assert [p["qid"] for p in seen] == [11, 13, 12]  # grounded video by video (each file read once) ...
+    assert [p["qid"] for p in report.predictions] == [11, 12, 13]  # ... reported in file order, integer qids
     for pred, record in zip(report.predictions, records, strict=True):
         feats = tiny_features[record["vid"]]
         curve = _score_fn(tiny_encoder, feats.features)(record["query"])
@@ -229,7 +246,7 @@ def test_qvhighlights_saliency_and_highlight_metrics(
     assert {"R1@0.5", "R1@0.7", "mAP"} <= set(report.metrics)
     assert {"HL-min-VeryGood-mAP", "HL-min-VeryGood-HIT1"} <= set(report.metrics)
     # Hand check of HIT@1: the clip with the best predicted saliency is a hit when an annotator rated it 4.
-    positive = {11: {1}, 12: {1}}
+    positive = {11: {1}, 12: {1}, 13: {2}}
     hits = [int(np.argmax(p["pred_saliency_scores"])) in positive[p["qid"]] for p in report.predictions]
     assert report.metrics["HL-min-VeryGood-HIT1"] == pytest.approx(100.0 * np.mean(hits))
     # The unannotated test split: predictions, no metrics.

@@ -233,7 +233,8 @@ def evaluate(
     decompositions = {q.qid: Decomposition.from_tfvtg(q.llm_answer, q.query) if with_llm else None
                       for video_queries in by_video.values() for q in video_queries}
     _encode_texts(grounder, by_video, decompositions, progress)
-    predictions: list[dict[str, Any]] = []
+    position = {q.qid: i for i, q in enumerate(queries)}
+    predictions: list[tuple[int, dict[str, Any]]] = []
     n_total = sum(len(v) for v in by_video.values())
     bar = _progress_bar(n_total, progress)
     try:
@@ -241,8 +242,11 @@ def evaluate(
             features = load_video_features(paths[vid], feature_format, video_queries[0].duration)
             for query in video_queries:
                 decomposition = decompositions[query.qid]
-                result = grounder.ground_details(features, query.query, top_k=top_k,
-                                                 decomposition=decomposition)
+                try:
+                    result = grounder.ground_details(features, query.query, top_k=top_k,
+                                                     decomposition=decomposition)
+                except InputError as exc:  # say which query of the file it was
+                    raise InputError(f"query {query.qid} of video {vid}: {exc}") from exc
                 record = {
                     "qid": _qid_out(query.qid, dataset),
                     "query": query.query,
@@ -256,7 +260,7 @@ def evaluate(
                 if dataset == "qvhighlights":
                     saliency = clip_saliency(result.query_curve, result.timestamps, query.duration)
                     record["pred_saliency_scores"] = [round(float(s), 4) for s in saliency]
-                predictions.append(record)
+                predictions.append((position[query.qid], record))
                 if on_prediction is not None:
                     on_prediction(record)
                 if bar is not None:
@@ -265,10 +269,13 @@ def evaluate(
         if bar is not None:
             bar.close()
 
+    # Back to annotation order (a QVHighlights video's queries need not be adjacent in the file).
+    predictions.sort(key=lambda item: item[0])
+    records = [record for _, record in predictions]
     evaluated = [q for q in queries if q.vid in by_video]
-    metrics = score_predictions(dataset, predictions, evaluated)
+    metrics = score_predictions(dataset, records, evaluated)
     return EvaluationReport(
-        dataset=dataset, predictions=predictions, metrics=metrics, n_queries=len(predictions),
+        dataset=dataset, predictions=records, metrics=metrics, n_queries=len(records),
         n_videos=len(by_video), missing_videos=missing, skipped_queries=skipped,
         seconds=time.perf_counter() - started, method=method,
         meta={"profile": grounder.profile, "preset": grounder.preset, "model": grounder.model,
