@@ -317,7 +317,17 @@ def test_errors_are_one_line_without_traceback(cli_env, tmp_path) -> None:
             "error: features directory not found",
         ),
         (
-            ["evaluate", "--dataset", "charades-sta", "--annotations", "{ann}", "--features", "{bad}"],
+            [
+                "evaluate",
+                "--dataset",
+                "charades-sta",
+                "--annotations",
+                "{ann}",
+                "--features",
+                "{bad}",
+                "--model",
+                "{model}",
+            ],
             "error: cannot read feature file",
         ),
         (
@@ -326,13 +336,15 @@ def test_errors_are_one_line_without_traceback(cli_env, tmp_path) -> None:
         ),
     ],
 )
-def test_bad_inputs(args, message, cup_video, annotation_file, tmp_path, capsys, monkeypatch) -> None:
+def test_bad_inputs(
+    args, message, cup_video, annotation_file, tiny_blip2_dir, tmp_path, capsys, monkeypatch
+) -> None:
     monkeypatch.setenv("TFVTG_CACHE", str(tmp_path / "cache"))
     bad = tmp_path / "bad"
     bad.mkdir()
     for vid in ("bigbuckbunny", "bikes", "cup"):
         (bad / f"{vid}.safetensors").write_bytes(b"\x00garbage, not safetensors")
-    values = {"tmp": tmp_path, "cup": cup_video, "ann": annotation_file, "bad": bad}
+    values = {"tmp": tmp_path, "cup": cup_video, "ann": annotation_file, "bad": bad, "model": tiny_blip2_dir}
     assert main([a.format(**values) for a in args]) == 1
     captured = capsys.readouterr()
     assert message in captured.err and "Traceback" not in captured.err
