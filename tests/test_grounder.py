@@ -8,8 +8,11 @@ decomposition) changes the answer and fails the test.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -314,3 +317,24 @@ def test_bad_inputs(tiny_blip2_dir, tiny_encoder, tiny_features, tmp_path) -> No
         Grounder(fps=0)
     with pytest.raises(ModelError, match="unknown encoder"):
         _grounder("no-such-model", tmp_path).ground(features, QUERY)
+
+
+def test_features_from_another_model_are_refused_or_flagged(
+    tiny_blip2_dir, tiny_encoder, tiny_features, tmp_path, caplog
+) -> None:
+    g = _grounder(tiny_blip2_dir, tmp_path, tiny_encoder)
+    features = tiny_features["cup"]
+    other_size = dataclasses.replace(features, image_size=(224, 224))
+    with pytest.raises(InputError, match="image size"):
+        g.ground(other_size, QUERY)
+    ours = g.encoder.config.name
+    relabelled = dataclasses.replace(features, encoder="Salesforce/blip2-itm-vit-g")
+    if os.path.isabs(ours):  # a directory may hold the Hub weights: only a warning
+        with caplog.at_level(logging.WARNING, logger="tfvtg"):
+            g.ground(relabelled, QUERY)
+        assert "made by encoder 'Salesforce/blip2-itm-vit-g'" in caplog.text
+    as_hub_model = copy.copy(tiny_encoder)  # the session's encoder under a Hub id (its own config only)
+    as_hub_model.config = dataclasses.replace(tiny_encoder.config, name="Salesforce/blip2-itm-vit-g-coco")
+    hub_grounder = _grounder(tiny_blip2_dir, tmp_path, as_hub_model)
+    with pytest.raises(InputError, match="different models"):
+        hub_grounder.ground(relabelled, QUERY)

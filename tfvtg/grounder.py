@@ -313,21 +313,36 @@ class Grounder:
         return dict(zip(texts, sims, strict=True))
 
     def _check_encoder_name(self, video: VideoFeatures) -> None:
-        """Warn (once per name) when features were made by another encoder than this Grounder's.
+        """Refuse features made by a different model; warn (once per name) when it cannot be told.
 
-        Only a warning: a checkpoint directory and its Hub id name the same weights; dimensions are checked.
+        Two different Hub ids, or a different input image size, are different models: an error, since the
+        curves would be meaningless. A local checkpoint directory may hold the same weights as a Hub id, so a
+        mismatch involving a directory is only a warning.
         """
+        import os
+
         from tfvtg.encoders import REGISTRY
 
         made_by = getattr(video, "encoder", None)
         if not made_by or getattr(video, "sampling", None) == "tfvtg-npy":
             return
         ours = self.encoder.config.name
-        same = REGISTRY.get(made_by, made_by) == REGISTRY.get(ours, ours)
-        if not same and made_by not in self._warned_encoders:
+        theirs_id, ours_id = REGISTRY.get(made_by, made_by), REGISTRY.get(ours, ours)
+        size = tuple(getattr(video, "image_size", ()) or ())
+        if size and size != tuple(self.encoder.config.image_size):
+            wanted = tuple(self.encoder.config.image_size)
+            raise InputError(f"these features were made at image size {size} by {made_by!r}, but {ours!r} "
+                             f"takes {wanted}: extract them again with this model")
+        if theirs_id == ours_id:
+            return
+        if not os.path.isabs(theirs_id) and not os.path.isabs(ours_id):
+            raise InputError(f"these features were made by {made_by!r} but the text side is {ours!r}: "
+                             "similarities between different models are meaningless; use --model "
+                             f"{made_by} or extract the features again")
+        if made_by not in self._warned_encoders:
             self._warned_encoders.add(made_by)
             log.warning("these features were made by encoder %r but the text side is %r; similarities are "
-                        "only meaningful with the same model", made_by, ours)
+                        "only meaningful with the same weights", made_by, ours)
 
     # ---------------------------------------------------------------- grounding
     def _strides(self, video: VideoFeatures, preset: str) -> tuple[int | None, int | None]:
