@@ -515,3 +515,16 @@ def test_prefetch_keeps_order_bounds_memory_and_propagates_errors():
     assert next(stream) == 0
     stream.close()  # the consumer stops early: the producer thread must exit
     assert threading.active_count() <= before
+
+
+def test_feature_and_llm_caches_share_one_root(monkeypatch, tmp_path):
+    from tfvtg.decompose import default_cache_dir
+    from tfvtg.features import FeatureCache
+
+    monkeypatch.delenv("TFVTG_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert FeatureCache().dir == tmp_path / "xdg" / "tfvtg" / "features"
+    assert default_cache_dir() == tmp_path / "xdg" / "tfvtg" / "llm"
+    monkeypatch.setenv("TFVTG_CACHE", str(tmp_path / "mine"))
+    assert FeatureCache().dir == tmp_path / "mine" / "features"
+    assert default_cache_dir() == tmp_path / "mine" / "llm"

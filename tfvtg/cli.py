@@ -76,7 +76,8 @@ _grounding_options = _options(
     click.option("--llm-base-url", default=None, metavar="URL",
                  help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 [default: OPENAI_BASE_URL]"),
     click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                 help="Cache root, features/ and llm/ inside [default: $TFVTG_CACHE or ~/.cache/tfvtg]."),
+                 help="Cache root, features/ and llm/ inside [default: $TFVTG_CACHE, else "
+                      "$XDG_CACHE_HOME/tfvtg or ~/.cache/tfvtg]."),
     click.option("--no-cache", is_flag=True, help="Neither read nor write the caches."),
 )
 
@@ -405,7 +406,8 @@ def _print_decomposition(query: str, answer: dict[str, Any] | None, source: str,
                    "the key comes from $OPENAI_API_KEY].")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the LLM answer cache.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="LLM answer cache [default: $TFVTG_CACHE/llm or ~/.cache/tfvtg/llm].")
+              help="LLM answer cache [default: llm/ in $TFVTG_CACHE, else $XDG_CACHE_HOME/tfvtg or "
+                   "~/.cache/tfvtg].")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the answer as TFVTG JSON (plus query, source, note).")
 @click.option("--annotations", type=click.Path(dir_okay=False, path_type=Path), default=None,

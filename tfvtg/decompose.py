@@ -394,12 +394,10 @@ def _shorten(text: str, limit: int) -> str:
 
 
 def default_cache_dir() -> Path:
-    """``$TFVTG_CACHE/llm``, else ``$XDG_CACHE_HOME/tfvtg/llm``, else ``~/.cache/tfvtg/llm``."""
-    root = os.environ.get("TFVTG_CACHE")
-    if root:
-        return Path(root).expanduser() / "llm"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "tfvtg" / "llm"
+    """The LLM answer cache: ``llm/`` under `tfvtg.cache.cache_root`."""
+    from tfvtg.cache import cache_root
+
+    return cache_root() / "llm"
 
 
 @dataclass(frozen=True)

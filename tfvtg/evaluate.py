@@ -332,6 +332,6 @@ def score_predictions(dataset: str, predictions: Sequence[dict[str, Any]],
 def _progress_bar(total: int, enabled: bool, unit: str = "query", desc: str = "grounding") -> Any:
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(total=total, unit=unit, desc=desc, leave=False, dynamic_ncols=True)

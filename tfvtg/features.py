@@ -401,7 +401,7 @@ def extract_features(
             raise InputError(f"dedup_threshold must be a number >= 0 (0-255 scale), got {dedup_threshold!r}")
     image_size = tuple(encoder.config.image_size)
     stream = sample_frames(video, fps, size=image_size, mode=mode, strict=strict)
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     expected = math.ceil(stream.info.duration * fps) if stream.info.duration else None
     bar = tqdm(total=expected, unit="frame", desc="encoding", file=sys.stderr, disable=not progress)
@@ -488,7 +488,9 @@ class FeatureCache:
 
     def __init__(self, root: str | os.PathLike | None = None) -> None:
         if root is None:
-            root = os.environ.get("TFVTG_CACHE") or Path.home() / ".cache" / "tfvtg"
+            from tfvtg.cache import cache_root
+
+            root = cache_root()
         self.root = Path(root).expanduser()
         self.dir = self.root / "features"
 
