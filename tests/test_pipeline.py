@@ -49,6 +49,9 @@ def test_full_path_finds_the_sequence_of_sub_events():
     d = Decomposition("q", ("p",), (("open",), ("leave",)), "sequentially", source="llm")
     result = ground_with_scores_detailed(curves.__getitem__, 30.0, "q", d, top_k=3)
     assert set(result.curves) == {"q", "p", "open", "leave"}
+    assert (result.stride, result.max_stride) == (20, 45)
+    short = ground_with_scores_detailed(lambda _: bump(25, 5, 15), 8.0, "q")
+    assert (short.stride, short.max_stride) == (12, 12)  # the stride capped at T // 2, as localize uses it
     opening, leaving = result.proposals["open"], result.proposals["leave"]
     merged = [m for m in result.moments if m.start == opening[0, 0] and m.end in leaving[:, 1]]
     assert merged and merged[0].end > opening[0, 1]  # the sequential merge joined the vote

@@ -30,6 +30,7 @@ __all__ = [
     "Preset",
     "Proposals",
     "dynamic_starts",
+    "effective_windows",
     "gaussian_taps",
     "localize",
     "preset_windows",
@@ -131,6 +132,21 @@ def window_frames(
     if max_length_seconds is not None:
         max_stride = max(1, int(max_length_seconds * fps))
     return stride, max_stride
+
+
+def effective_windows(
+    stride: int, max_stride: int, n_frames: int, profile: str = "default"
+) -> tuple[int, int]:
+    """The (stride, longest window) `localize` really uses on ``n_frames``: stride capped at T // 2.
+
+    The reference profile keeps the official caps, which can leave no window (stride 0 when T < 2); the
+    default profile always allows at least one window length.
+    """
+    step, longest = min(stride, n_frames // 2), min(n_frames, max_stride)
+    if profile != "reference":
+        step = max(step, 1)
+        longest = max(longest, step)
+    return step, longest
 
 
 @dataclass(frozen=True)
@@ -406,11 +422,7 @@ def localize(
         mask = np.ones(n, bool)  # nothing passes the mask: rank the windows on the raw curve instead
     masked = np.where(mask, x, 0.0)
 
-    step = min(stride, n // 2)
-    longest = min(n, max_stride)
-    if not reference:
-        step = max(step, 1)
-        longest = max(longest, step)
+    step, longest = effective_windows(stride, max_stride, n, profile)
     if step < 1:
         return _fallback(n)
     lengths = np.arange(step, longest + 1, step, dtype=np.int64)

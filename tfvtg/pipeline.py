@@ -22,7 +22,7 @@ import numpy as np
 from tfvtg.combine import GAMMA, integrate_sub_events, vote
 from tfvtg.decompose import Decomposition
 from tfvtg.errors import InputError
-from tfvtg.localize import PRESETS, PROFILES, Proposals, localize, resolve_preset
+from tfvtg.localize import PRESETS, PROFILES, Proposals, effective_windows, localize, resolve_preset
 from tfvtg.moment import Moment
 
 __all__ = ["GroundingResult", "ground_with_scores", "ground_with_scores_detailed", "proposals_to_seconds"]
@@ -45,8 +45,8 @@ class GroundingResult:
         curves: Similarity curve of each distinct description.
         proposals: Localisation of each distinct description, in seconds ``(k, 3)`` ``[start, end, conf]``.
         preset: The resolved preset name.
-        stride: Length quantum used, in frames.
-        max_stride: Longest window used, in frames.
+        stride: Length quantum used, in frames (after the cap at T // 2).
+        max_stride: Longest window used, in frames (after the cap at T).
         profile: ``"default"`` or ``"reference"``.
     """
 
@@ -175,16 +175,9 @@ def ground_with_scores_detailed(
         merged = integrate_sub_events(subs, decomposition.relation, gamma=gamma, profile=profile)
         ranked, votes = vote(np.concatenate([pool, merged]), gamma, profile=profile)
         moments = _to_moments(ranked, votes, top_k)
-    return GroundingResult(
-        moments,
-        decomposition,
-        curves,
-        seconds,
-        preset,
-        settings.get("stride", 0),
-        settings.get("max_stride", 0),
-        profile,
-    )
+    n_frames = next(iter(curves.values())).size
+    used = effective_windows(settings["stride"], settings["max_stride"], n_frames, profile)
+    return GroundingResult(moments, decomposition, curves, seconds, preset, *used, profile)
 
 
 def ground_with_scores(
