@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ import click
 
 from numpro.overlay import POSITIONS
 from tfvtg import __version__
-from tfvtg.console import run_group, verbose_option
+from tfvtg.console import option_group, run_group, verbose_option
 from tfvtg.errors import InputError
 
 log = logging.getLogger("numpro.cli")
@@ -48,23 +48,14 @@ def _parse_size(_ctx: click.Context, _param: click.Parameter, value: str | None)
     return height, width
 
 
-def _options(*decorators: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Callable[..., Any]:
-    def apply(func: Callable[..., Any]) -> Callable[..., Any]:
-        for decorator in reversed(decorators):
-            func = decorator(func)
-        return func
-
-    return apply
-
-
-_sampling_options = _options(
+_sampling_options = option_group(
     click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
                  help="Frames sampled per second (the paper: 1 for moments, 0.5 for highlights)."),
     click.option("--size", default="336x336", show_default=True, callback=_parse_size,
                  help="Frame size WIDTHxHEIGHT the frames are resized to, or native."),
 )
 
-_mllm_options = _options(
+_mllm_options = option_group(
     click.option("--mllm", default="gpt-4o", show_default=True, metavar="MODEL",
                  help="An OpenAI-compatible vision model name, or qwen2-vl:PATH_OR_ID for a local Qwen2-VL."),
     click.option("--mllm-base-url", default=None, metavar="URL",

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from tfvtg import __version__
-from tfvtg.console import run_group, verbose_option
+from tfvtg.console import option_group, run_group, verbose_option
 from tfvtg.errors import InputError, VideoError
 
 if TYPE_CHECKING:
@@ -34,16 +34,7 @@ _VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".
                              ".ts", ".3gp", ".ogv"})
 
 
-def _options(*decorators: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Callable[..., Any]:
-    def apply(func: Callable[..., Any]) -> Callable[..., Any]:
-        for decorator in reversed(decorators):
-            func = decorator(func)
-        return func
-
-    return apply
-
-
-_encoder_options = _options(
+_encoder_options = option_group(
     click.option("--model", default="blip2-coco", show_default=True,
                  help="Encoder: blip2-coco (the paper's), blip2, a Hugging Face id or a model directory."),
     click.option("--device", default="auto", show_default=True,
@@ -58,7 +49,7 @@ _encoder_options = _options(
                  help="Reuse the last frame's features below this mean absolute pixel difference (0-255)."),
 )
 
-_grounding_options = _options(
+_grounding_options = option_group(
     click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
                  help="Spans per query."),
     click.option("--profile", type=click.Choice(["default", "reference"]), default="default",

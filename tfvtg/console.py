@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import click
 
 from tfvtg.errors import TfvtgError
 
-__all__ = ["run_group", "setup_logging", "verbose_option"]
+__all__ = ["option_group", "run_group", "setup_logging", "verbose_option"]
 
 _LOG_FORMAT = "%(levelname)s: %(message)s"
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _LowercaseLevel(logging.Formatter):
@@ -48,6 +50,17 @@ verbose_option = click.option(
     "--verbose", "-v", is_flag=True, expose_value=False, is_eager=True, callback=_set_verbose,
     help="Show debug logs and full tracebacks.",
 )
+
+
+def option_group(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    """One decorator applying several click options in the order listed, for options commands share."""
+
+    def apply(func: F) -> F:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
 
 
 def run_group(group: click.Group, argv: Sequence[str] | None, prog_name: str) -> int:
