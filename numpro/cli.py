@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -181,10 +182,14 @@ def overlay(video: Path, out: Path, fps: float, size: tuple[int, int] | None, ou
                f"; numbers and timestamps in {json_path} ({time.perf_counter() - started:.1f} s)")
 
 
-class _FrameWriter:
-    def write(self, frame: Any) -> dict[str, Any]:
-        raise NotImplementedError
+class _FrameWriter(ABC):
+    """Where `numpro overlay` puts numbered frames: a folder of PNGs or a video file."""
 
+    @abstractmethod
+    def write(self, frame: Any) -> dict[str, Any]:
+        """Store one frame; return what frames.json records about it."""
+
+    @abstractmethod
     def close(self) -> None:
         """Flush and close the output."""
 
@@ -201,6 +206,9 @@ class _PngWriter(_FrameWriter):
         Image.fromarray(frame).save(self.folder / name)
         self.count += 1
         return {"file": name}
+
+    def close(self) -> None:
+        """Nothing to flush: each PNG is complete once written."""
 
 
 class _Mp4Writer(_FrameWriter):
