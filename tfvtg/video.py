@@ -15,6 +15,7 @@ Two sampling modes:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -116,14 +117,13 @@ def _rotation_quarters(degrees: float) -> int:
 def _first_frame_rotation(container: Any, stream: Any) -> int:
     import av
 
-    try:
+    # An unreadable start is not an error here: the decoding pass reports it with its corrupt-packet count.
+    with contextlib.suppress(av.error.FFmpegError):
         for i, packet in enumerate(container.demux(stream)):
             for frame in packet.decode():
                 return _rotation_quarters(frame.rotation) * 90
             if i >= _PROBE_PACKETS:
                 break
-    except av.error.FFmpegError:
-        pass  # an unreadable start is reported by the decoding pass, with its count of corrupt packets
     return 0
 
 
@@ -426,12 +426,12 @@ class FrameStream:
 
         container, stream = _open(self.path)
         count = 0
+        # Count up to an unreadable part, if any: the decoding pass reports it.
         try:
-            for packet in container.demux(stream):
-                if packet.size:
-                    count += 1
-        except av.error.FFmpegError:
-            pass  # counted up to the unreadable part; the decoding pass reports it
+            with contextlib.suppress(av.error.FFmpegError):
+                for packet in container.demux(stream):
+                    if packet.size:
+                        count += 1
         finally:
             container.close()
         if count == 0:
