@@ -339,3 +339,25 @@ def test_features_from_another_model_are_refused_or_flagged(
     hub_grounder = _grounder(tiny_blip2_dir, tmp_path, as_hub_model)
     with pytest.raises(InputError, match="different models"):
         hub_grounder.ground(relabelled, QUERY)
+
+
+def test_curves_against_one_video_are_scored_once(
+    tiny_blip2_dir, tiny_encoder, tiny_features, tmp_path
+) -> None:
+    calls: list[int] = []
+    counting = copy.copy(tiny_encoder)
+
+    def similarity(video, texts):
+        calls.append(len(texts))
+        return tiny_encoder.similarity(video, texts)
+
+    counting.similarity = similarity
+    g = _grounder(tiny_blip2_dir, tmp_path, counting)
+    features = tiny_features["cup"]
+    g.similarity_curves(features, [QUERY, OTHER])  # what tfvtg.evaluate does for each video first
+    first = g.ground(features, QUERY)
+    g.ground(features, OTHER)
+    assert calls == [2]
+    assert_same_moments(first, _by_hand(tiny_encoder, features, QUERY, top_k=5, preset="charades"))
+    g.ground(tiny_features["bikes"], QUERY)  # another video: scored again
+    assert calls == [2, 1]

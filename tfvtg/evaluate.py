@@ -240,6 +240,7 @@ def evaluate(
     try:
         for vid, video_queries in by_video.items():
             features = load_video_features(paths[vid], feature_format, video_queries[0].duration)
+            grounder.similarity_curves(features, _video_texts(video_queries, decompositions))  # one pass
             for query in video_queries:
                 decomposition = decompositions[query.qid]
                 try:
@@ -283,20 +284,23 @@ def evaluate(
     )
 
 
+def _video_texts(video_queries: Sequence[GroundingQuery], decompositions: dict[str, Any]) -> list[str]:
+    """Every description the pipeline localises for a video's queries."""
+    from tfvtg.pipeline import descriptions_for
+
+    return list(dict.fromkeys(
+        text for q in video_queries for text in descriptions_for(q.query, decompositions[q.qid])
+    ))
+
+
 def _encode_texts(grounder: Grounder, by_video: dict[str, list[GroundingQuery]],
                   decompositions: dict[str, Any], progress: bool) -> None:
     """Encode every distinct description of the split up front, in large batches (one call per batch)."""
     from tfvtg.grounder import TEXT_BATCH
 
-    texts: dict[str, None] = {}
-    for video_queries in by_video.values():
-        for query in video_queries:
-            texts.setdefault(query.query, None)
-            decomposition = decompositions[query.qid]
-            if decomposition is not None:
-                for text in (*decomposition.paraphrases, *(t for e in decomposition.sub_events for t in e)):
-                    texts.setdefault(text, None)
-    ordered = list(texts)
+    ordered = list(dict.fromkeys(
+        text for video_queries in by_video.values() for text in _video_texts(video_queries, decompositions)
+    ))
     bar = _progress_bar(len(ordered), progress, unit="text", desc="encoding texts")
     try:
         for i in range(0, len(ordered), TEXT_BATCH):

@@ -207,6 +207,7 @@ class Grounder:
         self._decompositions: dict[str, Decomposition] = {}
         self._decomposer: Decomposer | None = None
         self._warned_encoders: set[str] = set()
+        self._curves: tuple[np.ndarray | None, dict[str, np.ndarray]] = (None, {})  # see similarity_curves
 
     def __repr__(self) -> str:
         state = "loaded" if self._encoder is not None else "not loaded"
@@ -301,16 +302,28 @@ class Grounder:
         return np.stack([self._text_features[t] for t in texts])
 
     def similarity_curves(self, video: VideoFeatures, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        """The (T,) similarity curve of each distinct text against the video's frames."""
+        """The (T,) similarity curve of each distinct text against the video's frames.
+
+        Curves against the most recent video are remembered, so asking for all of a video's texts once (as
+        `tfvtg.evaluate` does) lets each query reuse them instead of scoring the whole video again.
+        """
         texts = list(dict.fromkeys(texts))
         feats = video.features
-        text_feats = self.text_features(texts)
-        if feats.shape[-1] != text_feats.shape[-1]:
-            raise InputError(f"the video features have dimension {feats.shape[-1]} but the {self.model} text "
-                             f"embeddings {text_feats.shape[-1]}: the features come from another encoder")
-        self._check_encoder_name(video)
-        sims = np.asarray(self.encoder.similarity(feats, text_feats), dtype=np.float32)
-        return dict(zip(texts, sims, strict=True))
+        memo_feats, memo = self._curves
+        if memo_feats is not feats:
+            memo = {}
+            self._curves = (feats, memo)
+        missing = [text for text in texts if text not in memo]
+        if missing:
+            text_feats = self.text_features(missing)
+            if feats.shape[-1] != text_feats.shape[-1]:
+                raise InputError(f"the video features have dimension {feats.shape[-1]} but the {self.model} "
+                                 f"text embeddings {text_feats.shape[-1]}: the features come from another "
+                                 "encoder")
+            self._check_encoder_name(video)
+            sims = np.asarray(self.encoder.similarity(feats, text_feats), dtype=np.float32)
+            memo.update(zip(missing, sims, strict=True))
+        return {text: memo[text] for text in texts}
 
     def _check_encoder_name(self, video: VideoFeatures) -> None:
         """Refuse features made by a different model; warn (once per name) when it cannot be told.
@@ -385,7 +398,7 @@ class Grounder:
             InputError: Empty query, bad ``top_k``, or features from another encoder.
         """
         from tfvtg.localize import resolve_preset
-        from tfvtg.pipeline import ground_with_scores_detailed
+        from tfvtg.pipeline import descriptions_for, ground_with_scores_detailed
 
         query = check_query(query)
         if int(top_k) < 1:
@@ -408,10 +421,7 @@ class Grounder:
         timings["decompose_s"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        texts = [query]
-        if method == "full":  # what the pipeline localises: the sentence, its paraphrases, the sub-events
-            texts += decomposition.paraphrases
-            texts += [text for event in decomposition.sub_events for text in event]
+        texts = descriptions_for(query, decomposition if method == "full" else None)
         curves = self.similarity_curves(video, texts)
         timings["text_s"] = time.perf_counter() - start
 

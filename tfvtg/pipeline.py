@@ -25,7 +25,13 @@ from tfvtg.errors import InputError
 from tfvtg.localize import PRESETS, PROFILES, Proposals, effective_windows, localize, resolve_preset
 from tfvtg.moment import Moment
 
-__all__ = ["GroundingResult", "ground_with_scores", "ground_with_scores_detailed", "proposals_to_seconds"]
+__all__ = [
+    "GroundingResult",
+    "descriptions_for",
+    "ground_with_scores",
+    "ground_with_scores_detailed",
+    "proposals_to_seconds",
+]
 
 TOP_PER_DESCRIPTION = 10  # proposals localize keeps per description
 RANK_DEPTH = 3  # ranks per description that enter a pool
@@ -81,6 +87,16 @@ def proposals_to_seconds(
     else:
         start, end = props.start_index / n * duration, props.end_index / n * duration
     return np.column_stack([start, end, props.score])
+
+
+def descriptions_for(query: str, decomposition: Decomposition | None = None) -> list[str]:
+    """The distinct texts `ground_with_scores` localises for ``query``: the query, then (full method) its
+    paraphrases and sub-event descriptions. Callers use it to encode them all at once, ahead of time."""
+    texts = [query.strip()]
+    if decomposition is not None:
+        texts += decomposition.paraphrases
+        texts += [text for event in decomposition.sub_events for text in event]
+    return list(dict.fromkeys(texts))
 
 
 def _rank_major(per_description: list[np.ndarray], depth: int = RANK_DEPTH) -> np.ndarray:
