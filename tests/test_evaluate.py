@@ -245,6 +245,10 @@ def test_qvhighlights_saliency_and_highlight_metrics(
         assert 1 <= len(pred["pred_relevant_windows"]) <= 7
     assert {"R1@0.5", "R1@0.7", "mAP"} <= set(report.metrics)
     assert {"HL-min-VeryGood-mAP", "HL-min-VeryGood-HIT1"} <= set(report.metrics)
+    # Length buckets: every window here is 2 s long, so "short" is the full set and the others are empty.
+    assert report.metrics["MR-short-n"] == 3 and report.metrics["MR-short-mAP"] == report.metrics["mAP"]
+    assert (report.metrics["MR-middle-n"], report.metrics["MR-long-n"]) == (0, 0)
+    assert "MR-middle-mAP" not in report.metrics
     # Hand check of HIT@1: the clip with the best predicted saliency is a hit when an annotator rated it 4.
     positive = {11: {1}, 12: {1}, 13: {2}}
     hits = [int(np.argmax(p["pred_saliency_scores"])) in positive[p["qid"]] for p in report.predictions]

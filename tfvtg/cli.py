@@ -338,8 +338,9 @@ def evaluate(dataset: str, annotations: Path, features_dir: Path, feature_format
     """Ground every query of a benchmark split from feature files and print its metrics.
 
     Charades-STA and ActivityNet: R1@0.3/0.5/0.7 and mIoU; QVHighlights: R1@0.5/0.7 and mAP, plus the
-    highlight metrics (HL-min-VeryGood mAP, HIT@1) from per-2-s-clip saliency. A video without a feature
-    file is an error unless --skip-missing (the skipped queries are counted and left out of the metrics).
+    highlight metrics (HL-min-VeryGood mAP, HIT@1) from per-2-s-clip saliency, and R1/mAP per ground-truth
+    length bucket (short/middle/long, as Moment-DETR reports). A video without a feature file is an error
+    unless --skip-missing (the skipped queries are counted and left out of the metrics).
     """
     from tfvtg.datasets import write_jsonl
     from tfvtg.evaluate import evaluate as run_evaluation

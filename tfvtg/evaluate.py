@@ -317,7 +317,11 @@ def score_predictions(dataset: str, predictions: Sequence[dict[str, Any]],
                       queries: Sequence[GroundingQuery]) -> dict[str, float]:
     """The benchmark's metrics for ``predictions`` (aligned with ``queries``); ``{}`` without ground truth.
 
-    An unannotated split (QVHighlights test) has nothing to score against: its predictions are the product.
+    QVHighlights gets Moment-DETR's full set: moment retrieval over all windows (``R1@0.5`` ... ``n``),
+    the highlight metrics when the annotations carry saliency, and moment retrieval per ground-truth length
+    bucket (``MR-short-mAP`` ... ``MR-long-n``; see `tfvtg.metrics.qvhighlights_mr_length_metrics`; a bucket
+    with no query has only its ``n`` of 0). An unannotated split (QVHighlights test) has nothing to score
+    against: its predictions are the product.
     """
     from tfvtg import metrics
 
@@ -328,6 +332,7 @@ def score_predictions(dataset: str, predictions: Sequence[dict[str, Any]],
         scores = dict(metrics.qvhighlights_mr_metrics(predictions, queries))
         if any(q.saliency_scores for q in queries):
             scores.update(metrics.qvhighlights_hl_metrics(predictions, queries))
+        scores.update(metrics.qvhighlights_mr_length_metrics(predictions, queries))
         return scores
     preds = [p["pred_relevant_windows"][0][:2] if p["pred_relevant_windows"] else None for p in predictions]
     return dict(metrics.grounding_metrics(preds, [q.window for q in queries]))

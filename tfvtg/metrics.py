@@ -16,6 +16,7 @@ for display.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,13 +32,21 @@ __all__ = [
     "average_precision_detection",
     "saliency_average_precision",
     "qvhighlights_mr_metrics",
+    "qvhighlights_mr_length_metrics",
     "qvhighlights_hl_metrics",
     "format_metrics",
     "MR_IOU_THRESHOLDS",
+    "MR_LENGTH_RANGES",
 ]
 
 # The Moment-DETR mAP thresholds 0.5:0.05:0.95, rounded to 2 decimals as its evaluation does.
 MR_IOU_THRESHOLDS: tuple[float, ...] = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
+# Moment-DETR's ground-truth window length buckets in seconds, each (min, max]: min < end - start <= max.
+MR_LENGTH_RANGES: dict[str, tuple[float, float]] = {
+    "short": (0.0, 10.0),
+    "middle": (10.0, 30.0),
+    "long": (30.0, 150.0),
+}
 _SALIENCY_NAMES = {2: "Fair", 3: "Good", 4: "VeryGood"}
 
 
@@ -232,6 +241,7 @@ def qvhighlights_mr_metrics(
     *,
     require_all: bool = True,
     max_pred_windows: int | None = 10,
+    length_range: tuple[float, float] | None = None,
 ) -> dict[str, float | int]:
     """QVHighlights moment-retrieval metrics, as Moment-DETR's standard evaluation defines them ("MR-full").
 
@@ -242,32 +252,122 @@ def qvhighlights_mr_metrics(
       (10) windows in list order are scored with `average_precision_detection` against all of the query's
       ground-truth windows; AP is averaged over queries.
 
+    With ``length_range=(lo, hi)`` the same metrics are computed on one ground-truth length bucket, as the
+    reference's ``get_data_by_range`` does: each query keeps only its windows of length ``lo < end - start <=
+    hi`` seconds, queries left with none are dropped, and both R1 (best IoU over the kept windows) and AP use
+    the kept windows only. `qvhighlights_mr_length_metrics` reports the standard buckets.
+
     Args:
         preds: prediction lines ``{"qid", "pred_relevant_windows": [[start, end, score], ...]}``.
         gts: `GroundingQuery` objects or raw QVHighlights records (``qid``, ``relevant_windows``); qids are
             matched as strings.
         require_all: every ground-truth query must have a prediction and every prediction a ground truth. With
-            False, only the shared qids are evaluated (Moment-DETR's ``match_number=False``).
+            False, only the shared qids are evaluated (Moment-DETR's ``match_number=False``). Checked on the
+            whole sets, before any length filtering.
         max_pred_windows: windows per query used for mAP (None: all). With 10, a query with more than 10
             ground-truth windows cannot reach AP 1 (14 such queries in the val split), as in the reference.
+        length_range: ``(lo, hi)`` in seconds, the bucket ``(lo, hi]`` of ground-truth window lengths; None
+            keeps every window (the reference's "full" range [0, 150], which it never filters; an explicit
+            ``(0, 150)`` here does filter, dropping windows of length 0 or over 150 s).
 
     Returns:
-        ``{"R1@0.5", "R1@0.7", "mAP@0.5", "mAP@0.75", "mAP"}`` in percent and ``"n"``.
+        ``{"R1@0.5", "R1@0.7", "mAP@0.5", "mAP@0.75", "mAP"}`` in percent and ``"n"``, the queries scored.
 
     Raises:
         InputError: malformed predictions, a duplicate qid, a ground-truth query without windows, mismatched
-            qids when ``require_all``, or nothing to evaluate.
+            qids when ``require_all``, nothing to evaluate, or no query in ``length_range``.
     """
+    pred_by_qid, gt_windows, qids = _mr_inputs(preds, gts, require_all)
+    if length_range is not None:
+        lo, hi = _length_range(length_range)
+        gt_windows, qids = _in_length_range(gt_windows, qids, lo, hi)
+        if not qids:
+            raise InputError(f"no ground-truth window has a length in ({lo:g}, {hi:g}] s: nothing to score")
+    return _mr_scores(pred_by_qid, gt_windows, qids, max_pred_windows)
+
+
+def qvhighlights_mr_length_metrics(
+    preds: Sequence[Mapping[str, Any]],
+    gts: Sequence[Any],
+    *,
+    require_all: bool = True,
+    max_pred_windows: int | None = 10,
+    ranges: Mapping[str, tuple[float, float]] = MR_LENGTH_RANGES,
+) -> dict[str, float | int]:
+    """`qvhighlights_mr_metrics` per ground-truth window length bucket, as Moment-DETR's evaluation reports.
+
+    The standard buckets are short (0, 10], middle (10, 30] and long (30, 150] seconds (`MR_LENGTH_RANGES`);
+    the reference's fourth, "full", filters nothing and is `qvhighlights_mr_metrics` itself. A query with
+    windows in two buckets counts in both, each time with only that bucket's windows.
+
+    Returns:
+        For each bucket ``name``: ``"MR-<name>-R1@0.5"``, ``-R1@0.7``, ``-mAP@0.5``, ``-mAP@0.75``, ``-mAP``
+        (percent) and ``"MR-<name>-n"``, its number of queries. A bucket with no query has only
+        ``"MR-<name>-n": 0`` (the reference returns NaN there).
+
+    Raises:
+        InputError: as `qvhighlights_mr_metrics` (the qid match is checked on the whole sets), or a bad range.
+    """
+    pred_by_qid, gt_windows, qids = _mr_inputs(preds, gts, require_all)
+    out: dict[str, float | int] = {}
+    for name, length_range in ranges.items():
+        lo, hi = _length_range(length_range)
+        kept, bucket = _in_length_range(gt_windows, qids, lo, hi)
+        scores = _mr_scores(pred_by_qid, kept, bucket, max_pred_windows) if bucket else {"n": 0}
+        out.update({f"MR-{name}-{key}": value for key, value in scores.items() if key != "n"})
+        out[f"MR-{name}-n"] = len(bucket)
+    return out
+
+
+def _mr_inputs(
+    preds: Sequence[Mapping[str, Any]], gts: Sequence[Any], require_all: bool
+) -> tuple[dict[str, Mapping[str, Any]], dict[str, np.ndarray], list[str]]:
+    """Predictions and ground-truth windows by qid, and the qids to score (each with a window)."""
     gt_windows = {qid: _gt_windows(g, qid) for qid, g in _gts_by_qid(gts).items()}
     pred_by_qid = _preds_by_qid(preds, "pred_relevant_windows")
     qids = _shared_qids(pred_by_qid, gt_windows, require_all)
+    for qid in qids:
+        if len(gt_windows[qid]) == 0:
+            raise InputError(f"QVHighlights query {qid} has no relevant_windows: it cannot be scored")
+    return pred_by_qid, gt_windows, qids
+
+
+def _length_range(length_range: tuple[float, float]) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in length_range)
+    except (TypeError, ValueError):
+        raise InputError(f"a length range is (min, max) seconds, got {length_range!r}") from None
+    if not (lo < hi):
+        raise InputError(f"a length range needs min < max, got ({lo:g}, {hi:g})")
+    return lo, hi
+
+
+def _in_length_range(
+    gt_windows: Mapping[str, np.ndarray], qids: Sequence[str], lo: float, hi: float
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Each query's windows of length in (lo, hi], and the queries that keep at least one."""
+    kept = {}
+    for qid in qids:
+        windows = gt_windows[qid]
+        length = windows[:, 1] - windows[:, 0]
+        inside = windows[(length > lo) & (length <= hi)]
+        if len(inside):
+            kept[qid] = inside
+    return kept, list(kept)
+
+
+def _mr_scores(
+    pred_by_qid: Mapping[str, Mapping[str, Any]],
+    gt_windows: Mapping[str, np.ndarray],
+    qids: Sequence[str],
+    max_pred_windows: int | None,
+) -> dict[str, float | int]:
+    """R1 and mAP over ``qids`` (each with at least one ground-truth window)."""
     r1_ious = np.zeros(len(qids))
     ap = np.zeros((len(qids), len(MR_IOU_THRESHOLDS)))
     for i, qid in enumerate(qids):
         pred = _pred_windows(pred_by_qid[qid], qid)
         gt = gt_windows[qid]
-        if len(gt) == 0:
-            raise InputError(f"QVHighlights query {qid} has no relevant_windows: it cannot be scored")
         if len(pred):
             r1_ious[i] = _cross_iou(pred[:1, :2], gt).max()
         top = pred[:max_pred_windows]
@@ -374,23 +474,57 @@ def qvhighlights_hl_metrics(
 
 
 def format_metrics(metrics: Mapping[str, Any]) -> str:
-    """A two-line aligned table (names, values) for the command line; floats with 2 decimals."""
-    names = list(metrics)
-    cells = []
-    for key in names:
-        value = metrics[key]
-        if isinstance(value, (bool, np.bool_)):
-            cells.append(str(value))
-        elif isinstance(value, (int, np.integer)):
-            cells.append(str(int(value)))
-        elif isinstance(value, (float, np.floating)):
-            cells.append(f"{float(value):.2f}")
+    """An aligned table (names, values) for the command line; floats with 2 decimals.
+
+    Length-bucket metrics (``MR-<bucket>-<name>``, from `qvhighlights_mr_length_metrics`) follow as a second
+    table with one row per bucket; a bucket with no query shows ``-`` for its metrics.
+    """
+    buckets: dict[str, dict[str, Any]] = {}
+    plain: dict[str, Any] = {}
+    for key, value in metrics.items():
+        match = _BUCKET_KEY.match(key)
+        if match:
+            buckets.setdefault(match["bucket"], {})[match["name"]] = value
         else:
-            cells.append(str(value))
-    widths = [max(len(k), len(c)) for k, c in zip(names, cells, strict=True)]
-    header = "  ".join(k.rjust(w) for k, w in zip(names, widths, strict=True))
-    row = "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
-    return f"{header}\n{row}"
+            plain[key] = value
+    parts = [_table(list(plain), [[_cell(v) for v in plain.values()]])] if plain else []
+    if buckets:
+        columns = list(dict.fromkeys(name for row in buckets.values() for name in row))
+        columns.sort(key=lambda name: name == "n")  # n last, as in the main table
+        rows = [[_bucket_label(bucket)] + [_cell(row[c]) if c in row else "-" for c in columns]
+                for bucket, row in buckets.items()]
+        parts.append(_table(["length (s)", *columns], rows, left_first=True))
+    return "\n".join(parts)
+
+
+_BUCKET_KEY = re.compile(r"^MR-(?P<bucket>[A-Za-z]+)-(?P<name>.+)$")
+
+
+def _bucket_label(bucket: str) -> str:
+    if bucket in MR_LENGTH_RANGES:
+        lo, hi = MR_LENGTH_RANGES[bucket]
+        return f"{bucket} ({lo:g}, {hi:g}]"
+    return bucket
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return str(value)
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.2f}"
+    return str(value)
+
+
+def _table(names: list[str], rows: list[list[str]], left_first: bool = False) -> str:
+    widths = [max(len(c) for c in column) for column in zip(names, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) if left_first and i == 0 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+
+    return "\n".join(line(cells) for cells in [names, *rows])
 
 
 # ------------------------------------------------------------------------------------------------ helpers
