@@ -394,13 +394,20 @@ class NumProGrounder:
 
     def _sample_window(self, video: str | os.PathLike, lo: float, hi: float,
                        duration: float) -> tuple[np.ndarray, np.ndarray, float]:
-        """Frames at ``refine_fps`` with times in [lo, hi), and where the last one's interval ends."""
+        """Frames at ``refine_fps`` with times in [lo, hi), and where the last one's interval ends.
+
+        The samples are those of a pass over the whole video whose targets are at or after ``lo`` (the
+        stream seeks there instead of decoding the video's start), deduplicated and cut at the first one shown
+        at or after ``hi``, whose time is where the last kept frame's interval ends. No ``end`` is given to
+        the stream: the frame at or after ``hi`` can be shown first at a target past ``hi``, and the frame
+        before it too; stopping at the first sample at or after ``hi`` ends decoding there.
+        """
         from tfvtg.video import sample_frames
 
         kept: list[np.ndarray] = []
         kept_times: list[float] = []
         end_time = duration
-        stream = sample_frames(Path(video), self.refine_fps, self.size, mode="timestamp")
+        stream = sample_frames(Path(video), self.refine_fps, self.size, mode="timestamp", start=lo)
         for frame, t in stream:
             if t >= hi:
                 end_time = float(t)
@@ -408,6 +415,8 @@ class NumProGrounder:
             if t >= lo and (not kept_times or t > kept_times[-1]):
                 kept.append(frame)
                 kept_times.append(float(t))
+        log.debug("refinement window %.2f-%.2f s: %d frames decoded (seek: %s)", lo, hi,
+                  stream.decoded_frames, stream.seeked)
         if not kept:
             return np.empty((0, 1, 1, 3), np.uint8), np.empty(0), end_time
         return np.stack(kept), np.asarray(kept_times), min(end_time, duration)

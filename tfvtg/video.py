@@ -11,11 +11,17 @@ Two sampling modes:
   whose time is at or before it.
 - ``"reference"``: the frames the official TFVTG code picks (decord): n = round(frame_count / avg_fps * fps)
   frame indices spread by ``linspace(0, frame_count - 1, n).round()``. Timestamps are still the real ones.
+
+A time window (``start``/``end``, timestamp mode) yields exactly the samples of a full pass whose targets
+k / fps lie in [start, end). It seeks to the keyframe at or before the first target instead of decoding from
+the first frame, and falls back to decoding from the start (converting nothing to RGB before the window) when
+the file cannot be seeked reliably.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import os
@@ -51,6 +57,10 @@ _TRUNCATION_FRACTION = 0.05
 _MAX_CORRUPT_WARNINGS = 3
 # Packets decoded by probe_video while looking for the first frame (its rotation).
 _PROBE_PACKETS = 64
+# How far before a window's first target successive seeks aim (seconds) when a seek lands after it (MPEG-TS
+# seeks to a packet near the time, then decoding starts at the next keyframe). When the last also lands after
+# it, the pass decodes from the first frame.
+_SEEK_BACKOFF = (0.0, 1.0, 4.0, 16.0, 64.0)
 
 
 @dataclass(frozen=True)
@@ -180,6 +190,38 @@ def _validate(fps: float, size: tuple[int, int] | None, mode: str) -> tuple[floa
     return fps, size
 
 
+def _validate_window(start: float, end: float | None, mode: str) -> tuple[float, float | None]:
+    """Check a time window (seconds); return it as floats."""
+
+    def number(name: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise InputError(f"{name} must be a number of seconds, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise InputError(f"{name} must be a finite number of seconds, got {value!r}")
+        return value
+
+    start = number("start", start)
+    if start < 0:
+        raise InputError(f"start must be >= 0 seconds, got {start!r}")
+    if end is not None:
+        end = number("end", end)
+        if end <= start:
+            raise InputError(f"end must be after start, got start={start!r}, end={end!r}")
+    if mode != "timestamp" and (start > 0 or end is not None):
+        raise InputError(f"a time window (start/end) needs timestamp sampling, not {mode!r} mode")
+    return start, end
+
+
+def _pts(frame: Any) -> int | None:
+    """A decoded frame's presentation time in ticks (its decoding time when it has none), or None."""
+    return frame.pts if frame.pts is not None else frame.dts
+
+
+class _SeekFailed(Exception):
+    """A seek cannot give what a pass from the first frame gives; raised before any frame is handed on."""
+
+
 class FrameStream:
     """Sampled frames of one video, decoded lazily and sequentially; iterate it once.
 
@@ -187,16 +229,27 @@ class FrameStream:
     and the frame's presentation time in seconds from the first frame. After iteration the statistics below
     describe the pass.
 
+    With a window (``start``/``end``), the stream yields exactly the samples of a full pass whose target
+    k / fps (float division) satisfies ``start <= k / fps < end``: the same frames and times, held frames
+    included, in the same order. A window that starts at or after the video's end yields nothing (the decoded
+    end is only known by decoding, so it is not an error).
+
     Attributes:
         info: The container's declared properties.
         fps: Sampling rate asked for.
         size: Output (height, width), or None for the native displayed size.
         mode: ``"timestamp"`` or ``"reference"``.
-        duration: Before iteration the declared duration (or None); after, the decoded span (end of the last
-            decoded frame).
-        decoded_frames: Frames the decoder returned.
+        start: Window start in seconds (0 for the whole video).
+        end: Window end in seconds, or None (to the end of the video).
+        duration: The declared duration (or None) until a pass has decoded to the end of the file; then the
+            decoded span (end of the last decoded frame). A windowed pass that stops at ``end`` before the end
+            of the file, or an iteration abandoned early, leaves the declared value.
+        decoded_frames: Frames the decoder returned, all decoding for this stream counted (with a window:
+            the first frame, which fixes the time origin, and frames decoded by seeks that were retried).
         sampled_frames: Frames yielded.
-        corrupt_packets: Packets skipped because they could not be decoded.
+        corrupt_packets: Packets skipped because they could not be decoded, in the decoded part.
+        seeked: True when the pass started from a seek; False for a pass from the first frame (no window, or
+            the fallback when the file cannot be seeked reliably).
     """
 
     def __init__(
@@ -208,10 +261,13 @@ class FrameStream:
         mode: str = "timestamp",
         strict: bool = False,
         threads: int = 0,
+        start: float = 0.0,
+        end: float | None = None,
     ) -> None:
         self.fps, self.size = _validate(fps, size, mode)
         if not (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 0):
             raise InputError(f"threads must be 0 (automatic) or a positive integer, got {threads!r}")
+        self.start, self.end = _validate_window(start, end, mode)
         self.mode = mode
         self.strict = strict
         self.threads = threads
@@ -221,6 +277,7 @@ class FrameStream:
         self.decoded_frames = 0
         self.sampled_frames = 0
         self.corrupt_packets = 0
+        self.seeked = False
         self._started = False
         # Output (height, width); when None, fixed by the first decoded frame.
         self._out_size: tuple[int, int] | None = self.size
@@ -229,7 +286,10 @@ class FrameStream:
         self._tol = 0.0
 
     def __repr__(self) -> str:
-        return f"FrameStream({self.path!r}, fps={self.fps}, size={self.size}, mode={self.mode!r})"
+        window = ""
+        if self.start or self.end is not None:
+            window = f", start={self.start}, end={self.end}"
+        return f"FrameStream({self.path!r}, fps={self.fps}, size={self.size}, mode={self.mode!r}{window})"
 
     # -- public iteration -----------------------------------------------------------------------------------
 
@@ -262,13 +322,26 @@ class FrameStream:
 
     # -- decoding -------------------------------------------------------------------------------------------
 
-    def _decoded(self) -> Iterator[tuple[Any, float]]:
+    def _decoded(self, seek_to: float = 0.0) -> Iterator[tuple[Any, float]]:
         """Yield (av.VideoFrame, time) for every decodable frame, in presentation order.
 
-        Corrupt packets are skipped (counted, logged); the final duration attribute is the decoded span.
+        With ``seek_to`` > 0 the frames start at the latest frame at or before that time (or a little
+        earlier), found by seeking; when that cannot be done reliably, from the first frame (logged at debug
+        level). Corrupt packets are skipped (counted, logged); a pass that reaches the end of the file sets
+        ``duration`` to the decoded span.
         """
-        import av
+        if seek_to > 0:
+            try:
+                yield from self._pass(seek_to)
+                return
+            except _SeekFailed as why:
+                logger.debug("%s: cannot seek to %.3f s (%s); decoding from the first frame",
+                             self.path, seek_to, why)
+                self.corrupt_packets = 0  # the pass from the start counts (and reports) them again
+        yield from self._pass(None)
 
+    def _pass(self, seek_to: float | None) -> Iterator[tuple[Any, float]]:
+        """One decoding pass: from the first frame (``seek_to`` None) or from a seek (see `_seek`)."""
         container, stream = _open(self.path)
         try:
             if self.threads != 1:  # frame + slice threads: 1.8x the sampled frames/s of one thread on 2 cores
@@ -282,51 +355,122 @@ class FrameStream:
             # Time is kept in integer ticks of the time base, relative to the first frame, so sampled times
             # are exact (the float nearest to pts * time_base) and never accumulate rounding.
             origin: int | None = None
+            frames: Iterator[Any]
+            if seek_to is None:
+                frames = (frame for frame, _ in self._frames(container, stream))
+            else:
+                origin, frames = self._seek(container, stream, seek_to)
+                self.seeked = True
             last_rel: int | None = None
             last_dur = 0
-            packets = container.demux(stream)
-            while True:
-                try:
-                    packet = next(packets)
-                except StopIteration:
-                    break
-                except av.error.FFmpegError as exc:  # unreadable container data: the rest is unreachable
-                    self._corrupt(exc, "reading")
-                    break
-                try:
-                    frames = packet.decode()
-                except av.error.InvalidDataError as exc:
-                    self._corrupt(exc, "decoding")
+            span_end: int | None = None
+            for frame in frames:
+                pts = _pts(frame)
+                following = 0 if last_rel is None else last_rel + (last_dur or nominal)
+                if pts is None:  # e.g. raw elementary streams: frames follow one another
+                    rel = following
+                else:
+                    if origin is None:
+                        origin = pts - following
+                    rel = pts - origin
+                if last_rel is not None and rel <= last_rel:  # a repeated or out-of-order timestamp
+                    logger.debug("%s: frame at tick %d not after %d; dropped", self.path, rel, last_rel)
                     continue
-                except av.error.FFmpegError as exc:
-                    raise VideoError(f"cannot decode {self.path}: {_one_line(exc)}") from None
-                for frame in frames:
-                    pts = frame.pts if frame.pts is not None else frame.dts
-                    following = 0 if last_rel is None else last_rel + (last_dur or nominal)
-                    if pts is None:  # e.g. raw elementary streams: frames follow one another
-                        rel = following
-                    else:
-                        if origin is None:
-                            origin = pts - following
-                        rel = pts - origin
-                    if last_rel is not None and rel <= last_rel:  # a repeated or out-of-order timestamp
-                        logger.debug("%s: frame at tick %d not after %d; dropped", self.path, rel, last_rel)
-                        continue
-                    # A frame's length: declared, else the gap since the previous frame (for the last frame).
-                    dur = frame.duration or (rel - last_rel if last_rel is not None else nominal)
-                    self.decoded_frames += 1
-                    last_rel, last_dur = rel, dur
-                    self.duration = (rel + dur) * num / den
-                    t = rel * num / den
-                    yield frame, t
+                # A frame's length: declared, else the gap since the previous frame (for the last frame).
+                dur = frame.duration or (rel - last_rel if last_rel is not None else nominal)
+                self.decoded_frames += 1
+                last_rel, last_dur = rel, dur
+                span_end = rel + dur
+                yield frame, rel * num / den
         finally:
             container.close()
+        if span_end is not None:
+            self.duration = span_end * num / den
         if self.decoded_frames == 0:
             extra = f" ({self.corrupt_packets} corrupt packets)" if self.corrupt_packets else ""
             raise VideoError(f"cannot decode {self.path}: no decodable video frame{extra}")
         if self.corrupt_packets:
             logger.warning("%s: skipped %d corrupt packet(s)", self.path, self.corrupt_packets)
         self._check_truncation()
+
+    def _frames(self, container: Any, stream: Any) -> Iterator[tuple[Any, int | None]]:
+        """Decoded frames from the container's position on, each with the pts of the first keyframe packet
+        read by this iterator (None before one). Corrupt packets are skipped."""
+        import av
+
+        packets = container.demux(stream)
+        key: int | None = None
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as exc:  # unreadable container data: the rest is unreachable
+                self._corrupt(exc, "reading")
+                break
+            if key is None and packet.is_keyframe and packet.pts is not None:
+                key = packet.pts
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError as exc:
+                self._corrupt(exc, "decoding")
+                continue
+            except av.error.FFmpegError as exc:
+                raise VideoError(f"cannot decode {self.path}: {_one_line(exc)}") from None
+            for frame in frames:
+                yield frame, key
+
+    def _seek(self, container: Any, stream: Any, seek_to: float) -> tuple[int, Iterator[Any]]:
+        """Seek so that decoding starts at or before the latest frame at or before ``seek_to`` seconds.
+
+        Returns the time origin (the first frame's pts, as a pass from the start has it) and the frames from
+        the landing keyframe on. Raises _SeekFailed, before anything is handed on, when the origin is unknown
+        (no timestamps), the container refuses to seek, every seek lands after ``seek_to``, or the pass would
+        end on the landing frame with no declared length (a pass from the start would measure it).
+        """
+        import av
+
+        tb = stream.time_base
+        if not tb:
+            raise _SeekFailed("no time base")
+        first = next(self._frames(container, stream), None)
+        origin = None if first is None else _pts(first[0])
+        if origin is None:
+            raise _SeekFailed("the first frame has no timestamp")
+        self.decoded_frames += 1
+        num, den = tb.numerator, tb.denominator
+        for back in _SEEK_BACKOFF:
+            aim = seek_to - back
+            if aim <= 0:
+                break  # seeking to the start is a pass from the start
+            try:
+                container.seek(origin + math.floor(aim * den / num + 0.5), stream=stream, backward=True,
+                               any_frame=False)
+            except av.error.FFmpegError as exc:
+                raise _SeekFailed(f"seek refused: {_one_line(exc)}") from None
+            frames = self._frames(container, stream)
+            landed = None
+            for frame, key in frames:
+                pts = _pts(frame)
+                if pts is None:
+                    raise _SeekFailed("a frame after the seek has no timestamp")
+                if key is None or pts < key:  # leading pictures may refer to frames before the seek
+                    self.decoded_frames += 1
+                    continue
+                landed = frame
+                break
+            if landed is None or seek_to < (_pts(landed) - origin) * num / den - self._tol:
+                # Nothing decoded, or the first frame is after seek_to: the frame held there is earlier.
+                if landed is not None:
+                    self.decoded_frames += 1
+                continue
+            after = next(frames, None)
+            if after is None and not landed.duration:
+                raise _SeekFailed("the landing frame is the last one and its length is unknown")
+            rest = (frame for frame, _ in frames)
+            head = [landed] if after is None else [landed, after[0]]
+            return origin, itertools.chain(head, rest)
+        raise _SeekFailed("every seek landed after the window's first target")
 
     def _corrupt(self, exc: BaseException, doing: str) -> None:
         self.corrupt_packets += 1
@@ -371,20 +515,37 @@ class FrameStream:
         return rgb
 
     def _sample_timestamps(self) -> Iterator[tuple[np.ndarray, float]]:
-        k = 0
+        fps = self.fps
+        stop = math.inf if self.end is None else self.end
+        k = 0  # the next target is k / fps
+        if self.start > 0:
+            k = max(0, math.ceil(self.start * fps) - 2)
+            while k / fps < self.start:  # the first target in the window, by the very test the window states
+                k += 1
+        if k / fps >= stop:  # no target in the window
+            return
         held: Any = None  # latest decoded frame not yet known to be past every pending target
         held_t = 0.0
         held_rgb: np.ndarray | None = None
-        for frame, t in self._decoded():
-            while held is not None and k / self.fps < t - self._tol:
-                # A frame shown for several targets is yielded as copies: callers may draw on frames in place.
-                held_rgb = self._to_array(held) if held_rgb is None else held_rgb.copy()
-                self.sampled_frames += 1
-                yield held_rgb, held_t
-                k += 1
-            held, held_t, held_rgb = frame, t, None
+        # Frames before the window are only held (never converted): the last one is the frame shown at the
+        # window's first target when no frame falls exactly on it.
+        decoded = self._decoded(k / fps)
+        try:
+            for frame, t in decoded:
+                while held is not None and k / fps < t - self._tol:
+                    # A frame shown for several targets is yielded as copies: callers may draw on frames in
+                    # place.
+                    held_rgb = self._to_array(held) if held_rgb is None else held_rgb.copy()
+                    self.sampled_frames += 1
+                    yield held_rgb, held_t
+                    k += 1
+                    if k / fps >= stop:  # the window's last target is passed: decode no further
+                        return
+                held, held_t, held_rgb = frame, t, None
+        finally:
+            decoded.close()
         end = self.duration if self.duration is not None else held_t
-        while held is not None and (k == 0 or k / self.fps < end - self._tol):
+        while held is not None and (k == 0 or k / fps < end - self._tol) and k / fps < stop:
             held_rgb = self._to_array(held) if held_rgb is None else held_rgb.copy()
             self.sampled_frames += 1
             yield held_rgb, held_t
@@ -460,6 +621,8 @@ def sample_frames(
     mode: str = "timestamp",
     strict: bool = False,
     threads: int = 0,
+    start: float = 0.0,
+    end: float | None = None,
 ) -> FrameStream:
     """Sample RGB frames of a video at ``fps`` with their presentation times, streaming.
 
@@ -471,16 +634,24 @@ def sample_frames(
         mode: ``"timestamp"`` (latest frame at or before each k / fps) or ``"reference"`` (official indices).
         strict: Raise VideoError on a truncated file or a corrupt packet instead of warning and going on.
         threads: Decoder threads; 0 lets FFmpeg choose (frame and slice threading), 1 decodes on one thread.
+        start: Timestamp mode only: yield only the samples whose target k / fps is at or after ``start``
+            seconds (on the stream's own time axis, from the first frame). Their frames and times are those a
+            full pass gives (a sample may show a frame from before ``start``: the one held at its target).
+            Decoding starts from a seek to the keyframe before the first target when the file allows it.
+            A start at or after the video's end yields nothing.
+        end: Timestamp mode only: yield only targets before ``end`` seconds, and stop decoding there. None: to
+            the end of the video.
 
     Returns:
         A FrameStream to iterate once (``for frame, t in stream`` or ``stream.batches(32)``).
 
     Raises:
-        InputError: bad fps, size or mode.
+        InputError: bad fps, size, mode or window (negative or non-finite start, end not after start, a
+            window in reference mode).
         VideoError: missing file, not a media file, no video stream (at once); no decodable frame, or with
             strict truncation/corruption (while iterating).
     """
-    return FrameStream(path, fps, size, mode=mode, strict=strict, threads=threads)
+    return FrameStream(path, fps, size, mode=mode, strict=strict, threads=threads, start=start, end=end)
 
 
 def read_frames(
@@ -493,7 +664,7 @@ def read_frames(
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """All sampled frames at once: (N, H, W, 3) uint8, their times (N,) float64, and the decoded duration.
 
-    A convenience for short clips; use sample_frames to stream long videos.
+    A convenience for short clips; use sample_frames to stream long videos (or a window of one).
     """
     stream = sample_frames(path, fps, size, mode=mode, strict=strict)
     frames: list[np.ndarray] = []
@@ -503,5 +674,3 @@ def read_frames(
         times.append(t)
     assert stream.duration is not None  # set by a pass that decoded at least one frame
     return np.stack(frames), np.asarray(times, dtype=np.float64), float(stream.duration)
-
-
