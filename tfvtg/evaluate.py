@@ -14,6 +14,7 @@ QVHighlights predictions also carry ``pred_saliency_scores``: the query's simila
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -36,6 +37,7 @@ __all__ = [
     "FEATURE_SUFFIX",
     "FEATURE_FORMATS",
     "EvaluationReport",
+    "check_feature_files",
     "clip_saliency",
     "evaluate",
     "feature_path",
@@ -92,6 +94,157 @@ def load_video_features(path: Path, feature_format: str, duration: float) -> Vid
     if feature_format == "tfvtg-npy":
         return VideoFeatures.from_tfvtg_npy(path, duration)
     return VideoFeatures.load(path)
+
+
+@dataclass(frozen=True)
+class _ModelShape:
+    """What feature files must match, as far as it is known without loading the model (None: unknown).
+
+    Attributes:
+        name: The encoder id the model's features record (Hub id or resolved directory).
+        image_size: (height, width) its image processor resizes to.
+        num_query_tokens: Q of its (T, Q, D) features.
+        embed_dim: D.
+    """
+
+    name: str | None = None
+    image_size: tuple[int, int] | None = None
+    num_query_tokens: int | None = None
+    embed_dim: int | None = None
+
+
+def _model_shape(model: str, grounder: Grounder | None) -> _ModelShape:
+    """The loaded encoder's config, else what the checkpoint's JSON files say (never loads weights)."""
+    from tfvtg.encoders import resolve_name
+    from tfvtg.errors import ModelError
+
+    loaded = getattr(grounder, "_encoder", None)
+    if loaded is not None:
+        c = loaded.config
+        return _ModelShape(c.name, tuple(c.image_size), int(c.num_query_tokens), int(c.embed_dim))
+    try:
+        source, is_dir = resolve_name(grounder.model if grounder is not None else model)
+    except ModelError:
+        return _ModelShape()  # reported when the model is loaded, after the files are known to be good
+    config = _checkpoint_json(source, is_dir, "config.json")
+    size = _checkpoint_json(source, is_dir, "preprocessor_config.json").get("size")
+    size = size if isinstance(size, dict) else {}
+    height, width = _count(size.get("height")), _count(size.get("width"))
+    return _ModelShape(
+        name=source,
+        image_size=(height, width) if height and width else None,
+        num_query_tokens=_count(config.get("num_query_tokens")),
+        embed_dim=_count(config.get("image_text_hidden_size")),
+    )
+
+
+def _count(value: Any) -> int | None:
+    """``value`` when it is a positive int, else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _checkpoint_json(source: str, is_dir: bool, filename: str) -> dict[str, Any]:
+    """A JSON file of a checkpoint directory or of the local Hugging Face cache; ``{}`` when not at hand."""
+    if is_dir:
+        path: str | None = os.path.join(source, filename)
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(source, filename)
+        path = found if isinstance(found, str) else None
+    if path is None or not os.path.isfile(path):
+        return {}
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # a broken checkpoint is reported when it is loaded
+    return data if isinstance(data, dict) else {}
+
+
+def check_feature_files(
+    paths: Sequence[str | os.PathLike[str]],
+    feature_format: str = "tfvtg",
+    *,
+    model: str = "blip2-coco",
+    grounder: Grounder | None = None,
+) -> None:
+    """Check feature files cheaply before a model is loaded: headers only, never the tensors.
+
+    ``tfvtg`` files: the safetensors header must parse as a complete tfvtg feature file
+    (`tfvtg.features.read_metadata`) made by ``model`` at its image size
+    (`tfvtg.grounder.check_feature_model`, the rule `Grounder` applies).
+    ``tfvtg-npy`` files: a (T, Q, D) float array (``np.load`` with ``mmap_mode="r"`` reads the header only).
+    In both, Q and D must be the model's where they are known: from ``grounder``'s loaded encoder, else from
+    the checkpoint's ``config.json`` (a local directory, or the Hugging Face cache); unknown parts are left to
+    the checks at grounding time. A model that cannot be found is not an error here: loading reports it.
+
+    Args:
+        paths: Feature files.
+        feature_format: ``"tfvtg"`` or ``"tfvtg-npy"``.
+        model: The model the features must come from (as `Grounder` takes it).
+        grounder: Check against this grounder's model instead of ``model``.
+
+    Raises:
+        InputError: The first bad file's problem, then how many more there are and the next two.
+    """
+    expected = _model_shape(model, grounder)
+    problems = []
+    for path in map(Path, paths):
+        try:
+            if feature_format == "tfvtg-npy":
+                shape = _npy_shape(path)
+            else:
+                shape = _safetensors_shape(path, expected)
+            _check_shape(path, shape, expected)
+        except InputError as exc:
+            problems.append(str(exc))
+    if len(problems) == 1:
+        raise InputError(problems[0])
+    if problems:  # the first problem leads; then how many more, and the next two
+        more = "; ".join(problems[1:3]) + ("; ..." if len(problems) > 3 else "")
+        raise InputError(f"{problems[0]}; {len(problems) - 1} more of the {len(paths)} feature files cannot "
+                         f"be used: {more}")
+
+
+def _safetensors_shape(path: Path, expected: _ModelShape) -> tuple[int, ...]:
+    from tfvtg.features import read_metadata
+    from tfvtg.grounder import check_feature_model
+
+    meta = read_metadata(path)
+    missing = [k for k in ("duration", "fps", "encoder", "image_size", "sampling") if k not in meta]
+    if missing:
+        raise InputError(f"cannot read feature file {path}: bad metadata (no {', '.join(missing)})")
+    if expected.name is not None and meta["sampling"] != "tfvtg-npy":
+        try:
+            check_feature_model(meta["encoder"], meta["image_size"], expected.name, expected.image_size)
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from None
+    return tuple(meta["shape"])
+
+
+def _npy_shape(path: Path) -> tuple[int, ...]:
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:  # object arrays (pickle), a damaged header, or a truncated file
+        raise InputError(f"cannot read {path}: {' '.join(str(exc).split())}") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.floating):
+        what = f"{array.dtype} {array.shape}" if isinstance(array, np.ndarray) else "an archive"
+        raise InputError(f"{path} is not a TFVTG feature file: expected a (T, 32, 256) float array, "
+                         f"got {what}")
+    return tuple(array.shape)
+
+
+def _check_shape(path: Path, shape: tuple[int, ...], expected: _ModelShape) -> None:
+    """(T, Q, D) with T >= 1, and Q and D the model's where known."""
+    q, d = expected.num_query_tokens, expected.embed_dim
+    model = f"(T, {q or 'Q'}, {d or 'D'})"
+    if len(shape) != 3 or shape[0] < 1:
+        raise InputError(f"{path}: features of shape {shape}, expected {model} with T >= 1 frames")
+    if (q is not None and shape[1] != q) or (d is not None and shape[2] != d):
+        raise InputError(f"{path}: features of shape {shape} but {expected.name} makes {model}: "
+                         "they come from another encoder; extract them again with this model")
 
 
 def clip_saliency(curve: np.ndarray, timestamps: np.ndarray, duration: float,
@@ -227,6 +380,8 @@ def evaluate(
         log.warning("skipping %d queries of %d videos with no feature file in %s", skipped, len(missing),
                     features_dir)
 
+    # Headers only, before the text encoder is loaded: a bad file is reported in milliseconds, not minutes.
+    check_feature_files([paths[vid] for vid in by_video], feature_format, model=model, grounder=grounder)
     if grounder is None:
         grounder = Grounder(model, device=device, dtype=dtype, profile=profile,
                             preset=DATASET_PRESETS[dataset], llm="none", use_cache=False, progress=False)

@@ -41,6 +41,7 @@ __all__ = [
     "extract_features",
     "load_features",
     "prefetch",
+    "read_metadata",
 ]
 
 logger = logging.getLogger("tfvtg.features")
@@ -244,8 +245,40 @@ class VideoFeatures:
         )
 
 
-def _read_metadata(data: bytes, path: Path) -> dict[str, Any]:
-    """Parse the tfvtg JSON from a safetensors header (8-byte little-endian length, then JSON)."""
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata of a feature file written by `VideoFeatures.save`, from its header alone.
+
+    Only the safetensors header is read (not the tensors), so a whole directory can be checked in
+    milliseconds before anything expensive starts. It must parse as a tfvtg feature file of this format
+    version, declare tensors ``features`` (T, Q, D) floats and ``timestamps`` (T,), and the file must be as
+    long as the header says (a truncated copy is refused). Corrupt tensor bytes are found only by `load`.
+
+    Returns:
+        The stored metadata (``encoder``, ``image_size``, ``fps``, ``duration`` ...), with ``"shape"`` taken
+        from the features tensor's header entry.
+
+    Raises:
+        InputError: unreadable, not a tfvtg feature file, another format version, or truncated.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else 0
+            if 0 < n <= size - 8:
+                head += f.read(n)
+    except OSError as exc:
+        raise InputError(f"cannot read feature file {path}: {exc.strerror or exc}") from None
+    return _read_metadata(head, path, size)
+
+
+def _read_metadata(data: bytes, path: Path, file_size: int | None = None) -> dict[str, Any]:
+    """Parse and check the tfvtg JSON and tensor entries of a safetensors header.
+
+    ``data`` starts with the 8-byte little-endian header length and holds at least the header; ``file_size``
+    is the whole file's length (default ``len(data)``: the whole file is in ``data``).
+    """
     bad = f"cannot read feature file {path}: not a tfvtg safetensors feature file"
     if len(data) < 8:
         raise InputError(bad + " (too short)")
@@ -264,7 +297,28 @@ def _read_metadata(data: bytes, path: Path) -> dict[str, Any]:
             f"{path} uses feature format version {meta.get('format_version')}, this tfvtg reads "
             f"{FORMAT_VERSION}; re-extract the features"
         )
-    return meta
+    try:
+        shape = [int(v) for v in header["features"]["shape"]]
+        ok = len(shape) == 3 and header["timestamps"]["shape"] == shape[:1]
+        ok = ok and header["features"]["dtype"] in ("F16", "F32", "F64")
+        data_end = max(int(header[k]["data_offsets"][1]) for k in ("features", "timestamps"))
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise InputError(
+            f"cannot read feature file {path}: expected tensors features and timestamps"
+        ) from None
+    if not ok:
+        raise InputError(
+            f"cannot read feature file {path}: features {header['features']['dtype']} {shape} and "
+            f"timestamps {header['timestamps']['shape']} are not (T, Q, D) floats and (T,)"
+        )
+    expected = 8 + n + data_end
+    size = len(data) if file_size is None else file_size
+    if size != expected:
+        raise InputError(
+            f"cannot read feature file {path}: {size} bytes but its header describes {expected} "
+            f"({'truncated' if size < expected else 'trailing data'}); extract it again"
+        )
+    return {**meta, "shape": shape}
 
 
 def _atomic_write(path: Path, data: bytes) -> Path:

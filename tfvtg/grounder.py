@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from tfvtg.encoders.base import Encoder
     from tfvtg.features import VideoFeatures
 
-__all__ = ["Grounder", "GroundingResult", "ground", "PROFILES", "METHODS"]
+__all__ = ["Grounder", "GroundingResult", "check_feature_model", "ground", "PROFILES", "METHODS"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,38 @@ PROFILES = ("default", "reference")
 METHODS = ("full", "vlm-only")
 TEXT_BATCH = 256  # texts per text-encoder call
 _VIDEO_MEMO_BYTES = 512 * 2**20  # encoded videos kept in memory by a Grounder (beyond the disk cache)
+
+
+def check_feature_model(made_by: str, image_size: Sequence[int] | None, ours: str,
+                        our_image_size: Sequence[int] | None) -> bool:
+    """Whether features made by encoder ``made_by`` at ``image_size`` belong to the model ``ours``.
+
+    Two different Hub ids (registered names count as their ids), or a different input image size, are
+    different models: an error, since the curves would be meaningless. A local checkpoint directory may hold
+    the same weights as a Hub id, so a mismatch involving a directory returns False (the caller warns). A size
+    of None is not compared. `Grounder` and `tfvtg.evaluate`'s pre-check both decide with this.
+
+    Returns:
+        True when it is the same model, False when that cannot be told.
+
+    Raises:
+        InputError: a different image size, or a different Hub model.
+    """
+    from tfvtg.encoders import REGISTRY
+
+    theirs_id, ours_id = REGISTRY.get(made_by, made_by), REGISTRY.get(ours, ours)
+    size = tuple(image_size) if image_size else None
+    wanted = tuple(our_image_size) if our_image_size else None
+    if size and wanted and size != wanted:
+        raise InputError(f"these features were made at image size {size} by {made_by!r}, but {ours!r} "
+                         f"takes {wanted}: extract them again with this model")
+    if theirs_id == ours_id:
+        return True
+    if not os.path.isabs(theirs_id) and not os.path.isabs(ours_id):
+        raise InputError(f"these features were made by {made_by!r} but the text side is {ours!r}: "
+                         "similarities between different models are meaningless; use --model "
+                         f"{made_by} or extract the features again")
+    return False
 
 
 @dataclass
@@ -326,36 +358,18 @@ class Grounder:
         return {text: memo[text] for text in texts}
 
     def _check_encoder_name(self, video: VideoFeatures) -> None:
-        """Refuse features made by a different model; warn (once per name) when it cannot be told.
-
-        Two different Hub ids, or a different input image size, are different models: an error, since the
-        curves would be meaningless. A local checkpoint directory may hold the same weights as a Hub id, so a
-        mismatch involving a directory is only a warning.
-        """
-        import os
-
-        from tfvtg.encoders import REGISTRY
-
+        """Refuse features of another model (`check_feature_model`); warn once per name if undecidable."""
         made_by = getattr(video, "encoder", None)
         if not made_by or getattr(video, "sampling", None) == "tfvtg-npy":
             return
-        ours = self.encoder.config.name
-        theirs_id, ours_id = REGISTRY.get(made_by, made_by), REGISTRY.get(ours, ours)
-        size = tuple(getattr(video, "image_size", ()) or ())
-        if size and size != tuple(self.encoder.config.image_size):
-            wanted = tuple(self.encoder.config.image_size)
-            raise InputError(f"these features were made at image size {size} by {made_by!r}, but {ours!r} "
-                             f"takes {wanted}: extract them again with this model")
-        if theirs_id == ours_id:
+        config = self.encoder.config
+        size = tuple(getattr(video, "image_size", ()) or ()) or None
+        if check_feature_model(made_by, size, config.name, tuple(config.image_size)):
             return
-        if not os.path.isabs(theirs_id) and not os.path.isabs(ours_id):
-            raise InputError(f"these features were made by {made_by!r} but the text side is {ours!r}: "
-                             "similarities between different models are meaningless; use --model "
-                             f"{made_by} or extract the features again")
         if made_by not in self._warned_encoders:
             self._warned_encoders.add(made_by)
             log.warning("these features were made by encoder %r but the text side is %r; similarities are "
-                        "only meaningful with the same weights", made_by, ours)
+                        "only meaningful with the same weights", made_by, config.name)
 
     # ---------------------------------------------------------------- grounding
     def _strides(self, video: VideoFeatures, preset: str) -> tuple[int | None, int | None]:
