@@ -87,6 +87,10 @@ def test_truncated_corrupt_and_foreign_files(tmp_path):
     assert "cut.safetensors" in message and "noise.safetensors: not a tfvtg" in message
     assert "longer.safetensors" in message and "good.safetensors" not in message
     check_feature_files([good])  # a complete file of the default model passes
+    odd = _features()
+    odd.encoder = ["not", "a", "name"]
+    with pytest.raises(InputError, match=r"odd.safetensors: bad metadata \(encoder \['not'"):
+        check_feature_files([odd.save(tmp_path / "odd.safetensors")])
 
 
 def test_many_bad_files_first_three_shown(tmp_path):

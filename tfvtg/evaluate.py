@@ -214,6 +214,11 @@ def _safetensors_shape(path: Path, expected: _ModelShape) -> tuple[int, ...]:
     missing = [k for k in ("duration", "fps", "encoder", "image_size", "sampling") if k not in meta]
     if missing:
         raise InputError(f"cannot read feature file {path}: bad metadata (no {', '.join(missing)})")
+    size = meta["image_size"]
+    if not (isinstance(meta["encoder"], str) and isinstance(size, list) and len(size) == 2
+            and all(_count(v) for v in size)):
+        raise InputError(f"cannot read feature file {path}: bad metadata (encoder {meta['encoder']!r}, "
+                         f"image_size {size!r})")
     if expected.name is not None and meta["sampling"] != "tfvtg-npy":
         try:
             check_feature_model(meta["encoder"], meta["image_size"], expected.name, expected.image_size)
