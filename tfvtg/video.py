@@ -232,7 +232,8 @@ class FrameStream:
     With a window (``start``/``end``), the stream yields exactly the samples of a full pass whose target
     k / fps (float division) satisfies ``start <= k / fps < end``: the same frames and times, held frames
     included, in the same order. A window that starts at or after the video's end yields nothing (the decoded
-    end is only known by decoding, so it is not an error).
+    end is only known by decoding, so it is not an error), as does one that holds no target (narrower than a
+    sampling interval, between two targets), without decoding anything.
 
     Attributes:
         info: The container's declared properties.
