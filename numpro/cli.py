@@ -16,11 +16,12 @@ import click
 
 from numpro.overlay import POSITIONS
 from tfvtg import __version__
-from tfvtg.console import option_group, run_group, verbose_option
+from tfvtg.console import MAX_FPS, check_output_path, option_group, run_group, verbose_option, writing
 from tfvtg.errors import InputError
 
 log = logging.getLogger("numpro.cli")
 
+_MAX_SIDE = 8192  # pixels a side: more than 8K video, and decoding fails far beyond it
 _VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".ts")
 
 
@@ -46,11 +47,14 @@ def _parse_size(_ctx: click.Context, _param: click.Parameter, value: str | None)
             from None
     if width < 1 or height < 1:
         raise click.BadParameter(f"{value!r}: width and height must be positive")
+    if width > _MAX_SIDE or height > _MAX_SIDE:
+        raise click.BadParameter(f"{value!r}: width and height must be at most {_MAX_SIDE}")
     return height, width
 
 
 _sampling_options = option_group(
-    click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+    click.option("--fps", type=click.FloatRange(min=0, min_open=True, max=MAX_FPS), default=1.0,
+                 show_default=True,
                  help="Frames sampled per second (the paper: 1 for moments, 0.5 for highlights)."),
     click.option("--size", default="336x336", show_default=True, callback=_parse_size,
                  help="Frame size WIDTHxHEIGHT the frames are resized to, or native."),
@@ -70,7 +74,7 @@ _mllm_options = option_group(
                  help="Most frames per question; more are subsampled uniformly before numbering."),
     click.option("--refine", is_flag=True,
                  help="Ask again about the first span (plus a margin) sampled at --refine-fps, renumbered."),
-    click.option("--refine-fps", type=click.FloatRange(min=0, min_open=True), default=None,
+    click.option("--refine-fps", type=click.FloatRange(min=0, min_open=True, max=MAX_FPS), default=None,
                  help="Sampling rate of the refinement pass [default: 4 x --fps]."),
     click.option("--refine-margin", type=click.FloatRange(min=0), default=None,
                  help="Seconds added around the first span [default: max(2 / fps, a quarter of the span)]."),
@@ -152,31 +156,35 @@ def overlay(video: Path, out: Path, fps: float, size: tuple[int, int] | None, ou
     from tfvtg.video import sample_frames
 
     check_video_path(video)
-    painter = NumberPainter(position=position, size=font_size)
-    stream = sample_frames(video, fps, size)
-    started = time.perf_counter()
     if out_format == "png":
         if out.exists() and not out.is_dir():
             raise InputError(f"{out} exists and is not a folder; give a folder for --format png")
-        out.mkdir(parents=True, exist_ok=True)
+        check_output_path(out, folder=True, what="OUT")
         json_path = out / "frames.json"
-        writer: _FrameWriter = _PngWriter(out)
     else:
         if out.is_dir():
             raise InputError(f"{out} is a folder; give a file name such as numbered.mp4 for --format mp4")
-        out.parent.mkdir(parents=True, exist_ok=True)
         json_path = out.with_name(out.name + ".frames.json")
-        writer = _Mp4Writer(out, fps)
+        for path in (out, json_path):
+            check_output_path(path, inputs=[video], what="OUT")
+    painter = NumberPainter(position=position, size=font_size)
+    stream = sample_frames(video, fps, size)
+    started = time.perf_counter()
+    writer: _FrameWriter = _PngWriter(out) if out_format == "png" else _Mp4Writer(out, fps)
     records = []
     try:
         for number, (frame, t) in enumerate(stream):
             painter.draw(frame, str(number))
-            records.append({"number": number, "time": round(float(t), 6), **writer.write(frame)})
+            with writing(out, "OUT"):
+                written = writer.write(frame)
+            records.append({"number": number, "time": round(float(t), 6), **written})
     finally:
-        writer.close()
+        with writing(out, "OUT"):
+            writer.close()
     info = {"video": str(video), "fps": fps, "size": None if size is None else [size[1], size[0]],
             "duration": stream.duration, "output": str(out), "format": out_format, "frames": records}
-    json_path.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+    with writing(json_path, "frames.json"):
+        json_path.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     click.echo(f"{len(records)} numbered frames of {video.name} ({stream.duration:.2f} s at {fps:g} fps) "
                f"-> {out}"
                f"; numbers and timestamps in {json_path} ({time.perf_counter() - started:.1f} s)")
@@ -219,7 +227,10 @@ class _Mp4Writer(_FrameWriter):
 
         self.path = path
         self.rate = Fraction(fps).limit_denominator(1001)
-        self.container = av.open(str(path), "w")
+        if self.rate <= 0:
+            raise InputError(f"--fps {fps:g} is too low for a video file (at least 1/1001 frame per second); "
+                             "use --format png")
+        self.container = av.open(str(path), "w", format="mp4")  # whatever the file name ends with
         self.stream: Any = None
         self.count = 0
 
@@ -353,6 +364,8 @@ def evaluate(dataset: str, annotations: Path, videos_dir: Path, out_path: Path |
 
     if not videos_dir.is_dir():
         raise InputError(f"videos folder not found: {videos_dir}")
+    if out_path is not None:
+        check_output_path(out_path, inputs=[annotations], what="--out")
     queries = load_dataset(dataset, annotations)[:limit]
     if not queries:
         raise InputError(f"{annotations} holds no queries")
@@ -384,7 +397,8 @@ def evaluate(dataset: str, annotations: Path, videos_dir: Path, out_path: Path |
                 predictions[i] = _prediction(details, qid, vid)
                 bar.update(1)
     if out_path is not None:
-        write_jsonl(out_path, predictions)
+        with writing(out_path, "--out"):
+            write_jsonl(out_path, predictions)
     metrics = dict(score_predictions(dataset, predictions, kept)) if dataset != "qvhighlights" else _qvh(
         predictions, kept)
     metrics["parse_failure_rate"] = 100.0 * failures / len(kept)

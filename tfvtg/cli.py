@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from tfvtg import __version__
-from tfvtg.console import option_group, run_group, verbose_option
+from tfvtg.console import MAX_FPS, check_output_path, option_group, run_group, verbose_option, writing
 from tfvtg.errors import InputError, VideoError
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ _encoder_options = option_group(
                  help="float32, float16 or bfloat16 [default: bf16 on CUDA, else fp32]."),
     click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
                  help="Frames per encoder batch."),
-    click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
+    click.option("--fps", type=click.FloatRange(min=0, min_open=True, max=MAX_FPS), default=None,
                  help="Frame sampling rate [default: the encoder's, 3]."),
     click.option("--dedup-threshold", type=click.FloatRange(min=0), default=None,
                  help="Reuse the last frame's features below this mean absolute pixel difference (0-255)."),
@@ -93,7 +94,12 @@ def _read_queries(query: str | None, queries: Sequence[str], queries_file: Path 
     if queries_file is not None:
         if not queries_file.is_file():
             raise InputError(f"queries file not found: {queries_file}")
-        lines = queries_file.read_text(encoding="utf-8").splitlines()
+        try:
+            lines = queries_file.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise InputError(f"{queries_file}: not a UTF-8 text file") from None
+        except OSError as exc:
+            raise InputError(f"cannot read queries file {queries_file}: {exc.strerror or exc}") from None
         texts += [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not texts:
         raise InputError("no query given: pass QUERY, --query TEXT or --queries-file FILE")
@@ -163,6 +169,8 @@ def ground(video: Path, query: str | None, queries: tuple[str, ...], queries_fil
 
     texts = _read_queries(query, queries, queries_file)
     check_video_path(video)
+    if plot_path is not None:
+        check_output_path(plot_path, inputs=[video, queries_file], what="--plot")
     grounder = _make_grounder({**options})
     start = time.perf_counter()
     grounder.encoder  # noqa: B018 (load the model first, so that its time is reported on its own)
@@ -181,7 +189,9 @@ def ground(video: Path, query: str | None, queries: tuple[str, ...], queries_fil
         if plot_path is not None:
             from tfvtg.plot import plot_result, save_figure
 
-            save_figure(plot_result(result), _numbered(plot_path, index, len(texts)))
+            figure_path = _numbered(plot_path, index, len(texts))
+            with writing(figure_path, "figure"):
+                save_figure(plot_result(result), figure_path)
         if as_json:
             click.echo(json.dumps(result.to_prediction(qid=index - 1, vid=video.stem), ensure_ascii=False))
             continue
@@ -208,9 +218,14 @@ def plot(video: Path, query: str, out_path: Path, gt: tuple[tuple[float, float],
 
     query = check_query(query)
     check_video_path(video)
+    for start, end in gt:
+        if not (math.isfinite(start) and math.isfinite(end) and 0 <= start <= end):
+            raise InputError(f"--gt {start:g} {end:g}: give START END in seconds with 0 <= START <= END")
+    check_output_path(out_path, inputs=[video], what="--out")
     grounder = _make_grounder({**options})
     result = grounder.ground_details(video, query, top_k=options["top_k"])
-    save_figure(plot_result(result, gt=list(gt) or None), out_path)
+    with writing(out_path, "figure"):
+        save_figure(plot_result(result, gt=list(gt) or None), out_path)
     click.echo(f"wrote {out_path}")
 
 
@@ -274,7 +289,7 @@ def extract(videos: tuple[Path, ...], out_dir: Path, shard: str | None, skip_exi
                              f"{FEATURE_SUFFIX}; rename one or extract them into different directories")
         stems[path.stem] = path
     mine = files[index::count]
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_output_path(out_dir, folder=True, what="--out")
     encoder = None
     done = skipped = 0
     failed: list[str] = []
@@ -296,7 +311,8 @@ def extract(videos: tuple[Path, ...], out_dir: Path, shard: str | None, skip_exi
             failed.append(f"{path.name} ({exc})")
             logging.getLogger("tfvtg").error("%s", exc)
             continue
-        features.save(target)
+        with writing(target, "feature file"):
+            features.save(target)
         done += 1
         click.echo(f"wrote {target} ({len(features.timestamps)} frames, {features.duration:.2f} s) in "
                    f"{time.perf_counter() - start:.1f} s")
@@ -346,11 +362,16 @@ def evaluate(dataset: str, annotations: Path, features_dir: Path, feature_format
     from tfvtg.evaluate import evaluate as run_evaluation
     from tfvtg.metrics import format_metrics
 
+    if out_path is not None:
+        check_output_path(out_path, inputs=[annotations, llm_outputs], what="--out")
+        if out_path.suffix.lower() in {".safetensors", ".npy"} and out_path.exists():
+            raise InputError(f"--out {out_path} is a feature file; write the predictions to a .jsonl file")
     report = run_evaluation(dataset, annotations, features_dir, feature_format=feature_format,
                             llm_outputs=llm_outputs, profile=profile, model=model, device=device, dtype=dtype,
                             limit=limit, skip_missing=skip_missing, top_k=top_k, progress=True)
     if out_path is not None:
-        write_jsonl(out_path, report.predictions)
+        with writing(out_path, "--out"):
+            write_jsonl(out_path, report.predictions)
     rate = report.n_queries / report.seconds if report.seconds > 0 else float("inf")
     summary = {"dataset": dataset, "queries": report.n_queries, "videos": report.n_videos,
                "method": report.method, "profile": profile, "seconds": round(report.seconds, 2),
@@ -458,6 +479,7 @@ def decompose(query: str | None, llm: str | None, llm_base_url: str | None, no_c
         raise InputError("give either a QUERY or --annotations, not both")
     if out_path is None:
         raise InputError("--annotations needs --out FILE (the llm_outputs.json to write)")
+    check_output_path(out_path, inputs=[annotations], what="--out")
     import signal
 
     from tqdm.contrib.logging import logging_redirect_tqdm

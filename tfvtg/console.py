@@ -1,23 +1,33 @@
 """What the ``tfvtg`` and ``numpro`` commands share: logging to stderr and turning errors into one line.
 
 Results go to stdout; progress bars, info and warnings to stderr. A `TfvtgError` becomes ``error: <message>``
-and exit status 1, without a traceback unless ``--verbose`` was given.
+and exit status 1, without a traceback unless ``--verbose`` was given; running out of memory is one line too,
+Ctrl-C is ``interrupted`` and status 130. Any other exception is a bug: its traceback is shown with a request
+to report it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from tfvtg.errors import TfvtgError
+from tfvtg.errors import InputError, TfvtgError
 
-__all__ = ["option_group", "run_group", "setup_logging", "verbose_option"]
+__all__ = [
+    "MAX_FPS", "check_output_path", "option_group", "run_group", "setup_logging", "verbose_option", "writing",
+]
 
 _LOG_FORMAT = "%(levelname)s: %(message)s"
+MAX_FPS = 1000.0  # the commands' --fps limit: above a video's own rate frames repeat, and a typo fills memory
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -63,6 +73,70 @@ def option_group(*decorators: Callable[[F], F]) -> Callable[[F], F]:
     return apply
 
 
+def check_output_path(
+    path: str | os.PathLike[str],
+    *,
+    inputs: Iterable[str | os.PathLike[str] | None] = (),
+    folder: bool = False,
+    what: str = "output",
+) -> Path:
+    """Refuse, before any work is done, an output the command could not write or that is one of its inputs.
+
+    Creates the missing parent folders (``path`` itself too when ``folder``), as the commands would when
+    writing, and checks that a file can be created there, so that a long run does not fail at its last step.
+
+    Args:
+        path: The file (or, with ``folder``, the folder) the command will write.
+        inputs: Files the command reads; writing over one of them is refused. ``None`` entries are ignored.
+        folder: ``path`` is a folder to write files into, not a file.
+        what: Name of the output in messages (``"--out"``, ``"figure"``).
+
+    Raises:
+        InputError: ``path`` is one of ``inputs``, a folder where a file is expected (or the reverse), or its
+            folder cannot be created or written.
+    """
+    out = Path(path).expanduser()
+    for source in inputs:
+        if source is not None and out.exists() and Path(source).exists() and os.path.samefile(out, source):
+            raise InputError(f"{what} {out} is also an input of this command; writing it would destroy "
+                             "the input, so give another path")
+    if folder:
+        if out.exists() and not out.is_dir():
+            raise InputError(f"{what} {out} is a file; give a folder")
+        target = out
+    else:
+        if out.is_dir():
+            raise InputError(f"{what} {out} is a folder; give a file name")
+        target = out.parent
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise InputError(f"cannot write {what} {out}: cannot create folder {target} ({reason})") from None
+    try:
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise InputError(f"cannot write {what} {out}: folder {target} is not writable ({reason})") from None
+    return out
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike[str], what: str = "output") -> Iterator[None]:
+    """Turn an `OSError` raised while writing ``path`` (disk full, permission changed) into one line."""
+    try:
+        yield
+    except OSError as exc:
+        raise InputError(f"cannot write {what} {path}: {exc.strerror or exc}") from exc
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":  # torch's (CUDA, MPS)
+        return True
+    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)  # torch's CPU allocator
+
+
 def run_group(group: click.Group, argv: Sequence[str] | None, prog_name: str) -> int:
     """Run a click group as a command; return the exit status instead of raising ``SystemExit``."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -80,12 +154,25 @@ def run_group(group: click.Group, argv: Sequence[str] | None, prog_name: str) ->
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except click.Abort:
-        click.echo("aborted", err=True)
+    except click.Abort as exc:  # click turns Ctrl-C into Abort
+        click.echo("interrupted" if isinstance(exc.__context__, KeyboardInterrupt) else "aborted", err=True)
         return 130
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # the reader went away (`| head`): nothing left to say
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit-time flush is quiet
         return 0
+    except Exception as exc:
+        if not _out_of_memory(exc):
+            traceback.print_exc()
+            click.echo(f"error: unexpected {type(exc).__name__}; this is a bug in {prog_name}: please report "
+                       "it with the command line and the traceback above", err=True)
+            return 1
+        if verbose:
+            logging.getLogger("tfvtg").exception("details")
+        click.echo(f"error: out of memory ({type(exc).__name__}); try a smaller --batch-size, a lower --fps, "
+                   "or a machine with more memory", err=True)
+        return 1
     return result if isinstance(result, int) else 0

@@ -16,6 +16,7 @@ ends exceed the annotated duration, and the official metrics use them raw, so no
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import tempfile
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from tfvtg.errors import InputError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DATASETS",
@@ -138,16 +141,26 @@ def attach_llm_answers(
 ) -> list[GroundingQuery]:
     """Return copies of TFVTG-format ``queries`` with ``llm_answer`` taken from ``answers`` by (vid, index).
 
-    Queries without an answer keep theirs (usually None: the pipeline then grounds the plain sentence).
+    Queries without an answer keep theirs (usually None: the pipeline then grounds the plain sentence), with a
+    warning saying how many; answers that fit none of the queries (LLM outputs of another split) are refused.
 
     Raises:
-        InputError: a query whose qid is not of the ``"<vid>#<i>"`` form.
+        InputError: a query whose qid is not of the ``"<vid>#<i>"`` form; no query has an answer.
     """
     out = []
+    unanswered: list[str] = []
     for query in queries:
         key = _qid_key(query)
         answer = answers.get(key)
+        if answer is None:
+            unanswered.append(query.qid)
         out.append(query if answer is None else replace(query, llm_answer=answer))
+    if out and len(unanswered) == len(out):
+        raise InputError(f"the LLM outputs answer none of the {len(out)} queries (no answer for "
+                         f"{unanswered[0]}): they are for another dataset or split")
+    if unanswered:
+        log.warning("the LLM outputs have no answer for %d of %d queries (e.g. %s); those are grounded from "
+                    "their sentence alone", len(unanswered), len(out), unanswered[0])
     return out
 
 
@@ -178,7 +191,9 @@ def load_qvhighlights(path: str | os.PathLike) -> list[GroundingQuery]:
         query = record["query"]
         if not isinstance(query, str):
             raise InputError(f"{where}: 'query' must be a string")
-        duration = _number(record["duration"], f"{where}: 'duration'")
+        duration = _duration(record["duration"], f"{where}: 'duration'")
+        if not query.strip():
+            raise InputError(f"{where}: 'query' is empty")
         raw_windows = record.get("relevant_windows") or ()
         windows = tuple(_span(w, f"{where}: relevant_windows[{i}]") for i, w in enumerate(raw_windows))
         clip_ids = record.get("relevant_clip_ids") or []
@@ -235,6 +250,7 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[Mapping[str, Any]]) -
                 f.write("\n")
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private (0600)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -319,7 +335,10 @@ def _read_tfvtg(path: str | os.PathLike) -> list[tuple[GroundingQuery, int]]:
         if len(sentences) != len(timestamps):
             raise InputError(f"{where} has {len(sentences)} sentences but {len(timestamps)} timestamps")
         key = "duration" if "duration" in record else "video_duration"
-        duration = _number(record[key], f"{where}: {key!r}")
+        duration = _duration(record[key], f"{where}: {key!r}")
+        for i, sentence in enumerate(sentences):
+            if not sentence.strip():
+                raise InputError(f"{where}: sentences[{i}] is empty")
         responses = record.get("response")
         if responses is not None:
             if not isinstance(responses, list):
@@ -360,10 +379,20 @@ def _number(value: Any, what: str) -> float:
     return float(value)
 
 
+def _duration(value: Any, what: str) -> float:
+    duration = _number(value, what)
+    if duration <= 0:
+        raise InputError(f"{what} must be positive, got {value!r}")
+    return duration
+
+
 def _span(value: Any, what: str) -> tuple[float, float]:
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         raise InputError(f"{what} must be a [start, end] pair, got {value!r}")
-    return _number(value[0], what), _number(value[1], what)
+    start, end = _number(value[0], what), _number(value[1], what)
+    if not 0 <= start <= end:
+        raise InputError(f"{what} must be a [start, end] pair with 0 <= start <= end, got {value!r}")
+    return start, end
 
 
 def _json_default(value: Any) -> Any:

@@ -619,6 +619,7 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
             json.dump(data, handle, ensure_ascii=False)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private (0600)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

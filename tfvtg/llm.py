@@ -80,6 +80,15 @@ class LLMEndpoint:
             raise InputError(f"LLM timeout must be positive, got {self.timeout}")
         if not isinstance(self.max_retries, int) or self.max_retries < 0:
             raise InputError(f"LLM max_retries must be a non-negative integer, got {self.max_retries!r}")
+        if self.base_url is not None:
+            try:
+                parts = urlsplit(self.base_url)
+                valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+            except ValueError:
+                valid = False
+            if not valid:
+                raise InputError(f"LLM base URL {_public_url(self.base_url)!r} is not an http(s) URL; give "
+                                 "one such as http://localhost:8000/v1")
 
     @classmethod
     def resolve(
