@@ -17,7 +17,7 @@ import click
 from numpro.overlay import POSITIONS
 from tfvtg import __version__
 from tfvtg.console import MAX_FPS, check_output_path, option_group, run_group, verbose_option, writing
-from tfvtg.errors import InputError
+from tfvtg.errors import InputError, TfvtgError
 
 log = logging.getLogger("numpro.cli")
 
@@ -128,6 +128,7 @@ def _prediction(details: Any, qid: Any, vid: str) -> dict[str, Any]:
 
 
 @cli.command()
+@verbose_option  # also after the command name: tfvtg ground ... --verbose
 @click.argument("video", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
 @_sampling_options
@@ -268,6 +269,7 @@ def _moment_lines(details: Any) -> list[str]:
 
 
 @cli.command()
+@verbose_option  # also after the command name: tfvtg ground ... --verbose
 @click.argument("video", type=click.Path(path_type=Path))
 @click.argument("query")
 @click.option("--json", "as_json", is_flag=True, help="One QVHighlights-style JSON line.")
@@ -290,10 +292,12 @@ def ground(video: Path, query: str, as_json: bool, top_k: int, **options: Any) -
       numpro ground video.mp4 "a dog jumps" --mllm qwen2-vl:Qwen/Qwen2-VL-7B-Instruct --refine --json
     """
     from tfvtg.grounder import check_query, check_video_path
+    from tfvtg.video import probe_video
 
     check_query(query)
     check_video_path(video)
-    grounder = _make_grounder(options)
+    grounder = _make_grounder(options)  # checks the settings; a local model loads on first use
+    probe_video(video)  # a file that is no video fails before the model loads
     started = time.perf_counter()
     details = grounder.ground_with_details(video, query, top_k=top_k)
     meta_seconds = round(time.perf_counter() - started, 3)
@@ -336,6 +340,7 @@ def _find_video(videos_dir: Path, vid: str) -> Path | None:
 
 
 @cli.command()
+@verbose_option  # also after the command name: tfvtg ground ... --verbose
 @click.option("--dataset", required=True, type=click.Choice(["charades-sta", "activitynet", "qvhighlights"]),
               help="Benchmark the annotations belong to.")
 @click.option("--annotations", required=True, type=click.Path(path_type=Path),
@@ -386,16 +391,20 @@ def evaluate(dataset: str, annotations: Path, videos_dir: Path, out_path: Path |
         by_video.setdefault(query.vid, []).append(i)
     predictions: list[dict[str, Any]] = [{} for _ in kept]
     failures = 0
-    with click.progressbar(length=len(kept), label="grounding", file=sys.stderr) as bar:
-        for vid, indices in by_video.items():
-            sampled: SampledVideo = grounder.sample(paths[vid])  # decoded once for all its queries
-            for i in indices:
-                query = kept[i]
-                details = grounder.ground_with_details(sampled, query.query, top_k=5)
-                failures += not details.ok
-                qid = int(query.qid) if dataset == "qvhighlights" and query.qid.isdigit() else query.qid
-                predictions[i] = _prediction(details, qid, vid)
-                bar.update(1)
+    try:
+        with click.progressbar(length=len(kept), label="grounding", file=sys.stderr) as bar:
+            for vid, indices in by_video.items():
+                sampled: SampledVideo = grounder.sample(paths[vid])  # decoded once for all its queries
+                for i in indices:
+                    query = kept[i]
+                    details = grounder.ground_with_details(sampled, query.query, top_k=5)
+                    failures += not details.ok
+                    qid = int(query.qid) if dataset == "qvhighlights" and query.qid.isdigit() else query.qid
+                    predictions[i] = _prediction(details, qid, vid)
+                    bar.update(1)
+    except (TfvtgError, KeyboardInterrupt):
+        _save_partial(out_path, [p for p in predictions if p], len(kept))
+        raise
     if out_path is not None:
         with writing(out_path, "--out"):
             write_jsonl(out_path, predictions)
@@ -418,6 +427,18 @@ def evaluate(dataset: str, annotations: Path, videos_dir: Path, out_path: Path |
     click.echo(format_metrics(metrics))
     click.echo(f"parse failures: {failures} of {len(kept)} answers ({metrics['parse_failure_rate']:.1f}%, "
                f"scored IoU 0); took {seconds:.1f} s" + (f"; predictions in {out_path}" if out_path else ""))
+
+
+def _save_partial(out_path: Path | None, made: list[dict[str, Any]], total: int) -> None:
+    """Keep the answers paid for when a run stops early: OUT.partial.jsonl beside --out (never over it)."""
+    from tfvtg.datasets import write_jsonl
+
+    if out_path is None or not made:
+        return
+    partial = out_path.with_name(f"{out_path.stem}.partial{out_path.suffix or '.jsonl'}")
+    with writing(partial, "partial predictions"):
+        write_jsonl(partial, made)
+    log.warning("stopped after %d of %d queries; their predictions are in %s", len(made), total, partial)
 
 
 def _qvh(predictions: Sequence[dict[str, Any]], queries: Sequence[Any]) -> dict[str, Any]:

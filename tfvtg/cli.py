@@ -141,6 +141,7 @@ def _numbered(path: Path, index: int, count: int) -> Path:
 
 
 @cli.command()
+@verbose_option  # also after the command name: tfvtg ground ... --verbose
 @click.argument("video", type=click.Path(path_type=Path))
 @click.argument("query", required=False)
 @click.option("--query", "-q", "queries", multiple=True,
@@ -166,9 +167,10 @@ def ground(video: Path, query: str | None, queries: tuple[str, ...], queries_fil
       tfvtg ground video.mp4 "a man opens a door" --llm gpt-4o-mini --plot door.png
     """
     from tfvtg.grounder import check_video_path
+    from tfvtg.video import probe_video
 
     texts = _read_queries(query, queries, queries_file)
-    check_video_path(video)
+    probe_video(check_video_path(video))  # a file that is no video fails before the model loads
     if plot_path is not None:
         check_output_path(plot_path, inputs=[video, queries_file], what="--plot")
     grounder = _make_grounder({**options})
@@ -202,6 +204,7 @@ def ground(video: Path, query: str | None, queries: tuple[str, ...], queries_fil
 
 
 @cli.command()
+@verbose_option  # also after the command name: tfvtg ground ... --verbose
 @click.argument("video", type=click.Path(path_type=Path))
 @click.argument("query")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -215,9 +218,10 @@ def plot(video: Path, query: str, out_path: Path, gt: tuple[tuple[float, float],
     """Save a figure of QUERY's similarity curves over VIDEO with the predicted spans."""
     from tfvtg.grounder import check_query, check_video_path
     from tfvtg.plot import plot_result, save_figure
+    from tfvtg.video import probe_video
 
     query = check_query(query)
-    check_video_path(video)
+    probe_video(check_video_path(video))
     for start, end in gt:
         if not (math.isfinite(start) and math.isfinite(end) and 0 <= start <= end):
             raise InputError(f"--gt {start:g} {end:g}: give START END in seconds with 0 <= START <= END")
@@ -255,6 +259,7 @@ def _video_files(paths: Sequence[Path]) -> list[Path]:
 
 
 @cli.command()
+@verbose_option  # also after the command name: tfvtg ground ... --verbose
 @click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory for the feature files (<video name>.<suffix>; created if missing).")
@@ -323,6 +328,7 @@ def extract(videos: tuple[Path, ...], out_dir: Path, shard: str | None, skip_exi
 
 
 @cli.command()
+@verbose_option  # also after the command name: tfvtg ground ... --verbose
 @click.option("--dataset", required=True, type=click.Choice(["charades-sta", "activitynet", "qvhighlights"]),
               help="Benchmark (sets the annotation reader, the preset and the metrics).")
 @click.option("--annotations", required=True, type=click.Path(path_type=Path),
@@ -411,6 +417,7 @@ def _print_decomposition(query: str, answer: dict[str, Any] | None, source: str,
 
 
 @cli.command()
+@verbose_option  # also after the command name: tfvtg ground ... --verbose
 @click.argument("query", required=False)
 @click.option("--llm", default=None, metavar="MODEL",
               help="Model of an OpenAI-compatible endpoint (e.g. gpt-4o-mini); none: no LLM.")
