@@ -202,6 +202,11 @@ class Qwen2VLBackend:
                 f"cannot load the {what} of {self.model_id}: {str(exc).splitlines()[0]}; "
                 "a newer transformers may be needed (pip install -U transformers)"
             ) from exc
+        except Exception as exc:
+            if type(exc).__name__ != "SafetensorError":  # a damaged weights file; anything else is a bug
+                raise
+            raise ModelError(f"cannot load the {what} of {self.model_id}: damaged weights file ({exc}); "
+                             "re-download or re-save the checkpoint") from exc
 
     def _load_processor(self, source: str) -> None:
         import transformers

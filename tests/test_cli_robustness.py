@@ -72,6 +72,8 @@ def _argv(args: list[str], work: Path) -> list[str]:
       "--out", "{w}/afile/preds.jsonl"], ["cannot write --out"]),
     (["decompose", "--annotations", "{w}/ann.json", "--out", "{w}/afile/llm.json"], ["cannot write --out"]),
     (["decompose", "--annotations", "{w}/ann.json", "--out", "{w}/ann.json"], ["is also an input"]),
+    (["ground", "{w}/a.mp4", "a dog", "--cache-dir", "{w}/afile/cache", *NO_MODEL],
+     ["cannot write cache folder", "--no-cache"]),
     # Input files.
     (["ground", "{w}/a.mp4", "--queries-file", "{w}/not-utf8.txt", *NO_MODEL], ["not a UTF-8 text file"]),
     (["ground", "{w}/text.mp4", "a dog", *NO_MODEL], ["cannot open", "not a media file"]),  # before the model
@@ -118,6 +120,24 @@ def test_evaluate_refuses_llm_outputs_of_another_split(work, tmp_path, capsys):
             f"{work}/features", "--llm-outputs", str(other)]
     assert tfvtg_main(argv) == 1  # before: silently ran VLM-only although the full method was asked for
     _one_error_line(capsys.readouterr().err, "answer none of the 2 queries", "another dataset or split")
+
+
+def test_cache_folder_from_the_environment_is_checked(work, capsys, monkeypatch):
+    monkeypatch.setenv("TFVTG_CACHE", str(work / "afile"))
+    assert tfvtg_main(["ground", f"{work}/a.mp4", "a dog", *NO_MODEL]) == 1
+    _one_error_line(capsys.readouterr().err, f"cache folder {work}/afile is a file")
+
+
+def test_damaged_weights_are_a_model_error(work, tiny_blip2_dir, tiny_qwen2vl_dir, tmp_path, capsys):
+    import shutil
+
+    for name, source in (("blip2", tiny_blip2_dir), ("qwen", tiny_qwen2vl_dir)):
+        shutil.copytree(source, tmp_path / name)
+        (tmp_path / name / "model.safetensors").write_bytes(b"garbage, not safetensors")
+    assert tfvtg_main(["ground", f"{work}/a.mp4", "a dog", "--no-cache", "--model", f"{tmp_path}/blip2"]) == 1
+    _one_error_line(capsys.readouterr().err, "broken or incompatible checkpoint")  # was a SafetensorError
+    assert numpro_main(["ground", f"{work}/a.mp4", "a dog", "--mllm", f"qwen2-vl:{tmp_path}/qwen"]) == 1
+    _one_error_line(capsys.readouterr().err, "damaged weights file")
 
 
 def test_absurd_fps_is_a_usage_error(work, capsys):

@@ -75,8 +75,14 @@ _grounding_options = option_group(
 
 
 def _make_grounder(options: dict[str, Any]) -> Grounder:
+    from tfvtg.cache import cache_root
     from tfvtg.grounder import Grounder
 
+    if not options["no_cache"]:  # an unusable cache folder is reported now, not as a crash after the encoding
+        try:
+            check_output_path(options["cache_dir"] or cache_root(), folder=True, what="cache folder")
+        except InputError as exc:
+            raise InputError(f"{exc}; pass --cache-dir DIR or --no-cache") from None
     return Grounder(
         options["model"], device=options["device"], dtype=options["dtype"], fps=options["fps"],
         profile=options["profile"], preset=options["preset"], stride_seconds=options["stride_seconds"],

@@ -276,6 +276,7 @@ def _load_parts_once(
     source: str, is_dir: bool, *, local_files_only: bool, probe: bool, kwargs: dict
 ) -> tuple[Any, Any, Any]:
     import torch
+    from safetensors import SafetensorError  # a damaged weights file
     from transformers import AutoImageProcessor, AutoTokenizer, Blip2Config, Blip2ForImageTextRetrieval
 
     if is_dir:
@@ -294,7 +295,8 @@ def _load_parts_once(
     except OSError as exc:
         if probe:
             raise _NotCached(f"cannot load {source}: not in the Hugging Face cache") from exc
-        raise ModelError(f"cannot load {source}: {missing}; {hint}") from exc
+        detail = f" ({_first_line(exc)})" if is_dir else ""  # e.g. a config.json that is not valid JSON
+        raise ModelError(f"cannot load {source}: {missing}{detail}; {hint}") from exc
     config = _retrieval_config(source, config_dict)
     try:
         with _quiet_progress(local_files_only):
@@ -311,7 +313,7 @@ def _load_parts_once(
         if probe:
             raise _NotCached(f"cannot load {source}: not fully in the Hugging Face cache") from exc
         raise ModelError(f"cannot load {source}: {missing} ({_first_line(exc)}); {hint}") from exc
-    except (ValueError, RuntimeError, KeyError, TypeError) as exc:
+    except (ValueError, RuntimeError, KeyError, TypeError, SafetensorError) as exc:
         raise ModelError(
             f"cannot load {source}: broken or incompatible checkpoint files ({_first_line(exc)}); "
             f"re-download it or re-save it with save_pretrained"
