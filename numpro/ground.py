@@ -17,6 +17,7 @@ Two options beyond the paper:
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from numpro.parse import (
     parse_highlights,
     parse_time_answer,
 )
-from tfvtg.errors import InputError
+from tfvtg.errors import InputError, VideoError
 from tfvtg.moment import Moment
 
 __all__ = ["NumProGrounder", "GroundingDetails", "PassDetails", "HighlightResult", "SampledVideo",
@@ -43,11 +44,19 @@ __all__ = ["NumProGrounder", "GroundingDetails", "PassDetails", "HighlightResult
 
 log = logging.getLogger("numpro.ground")
 
+# Sampled-frame counts either side of the one a file's declared duration predicts that a capped `sample` keeps
+# frames for, so that one decoding pass suffices: declared and decoded durations differ by a source frame or
+# two, under one sample at NumPro's rates. About (1 + _COUNT_BAND) x the cap frames are held.
+_COUNT_BAND = 1
 
 
 @dataclass
 class SampledVideo:
     """Frames sampled from a video once, to ask several queries about (see `NumProGrounder.sample`).
+
+    From a video file with a frame cap in force, ``frames`` are already the capped ones: those the grounder
+    that sampled them shows the model (a grounder with a smaller cap subsamples them again; one with a larger
+    cap or none cannot get the others back). Frames given in memory are kept as given and capped when asked.
 
     Attributes:
         frames: (N, H, W, 3) uint8 RGB frames, never drawn on.
@@ -281,7 +290,7 @@ class NumProGrounder:
         query = _clean_query(query)
         sampled = self.sample(video, times=times, duration=duration)
         frames, frame_times, duration = sampled.frames, sampled.times, sampled.duration
-        keep = cap_indices(len(frames), self._cap())
+        keep = self._capped(len(frames))
         frames, frame_times = np.array(frames[keep]), frame_times[keep]
         overlay_numbers(frames, **self.overlay)
         prompt = load_prompt("numpro/highlight_detection").strip().replace("{query}", query)
@@ -304,13 +313,20 @@ class NumProGrounder:
         caps = [c for c in (self.max_frames, getattr(self.mllm, "max_frames", None)) if c is not None]
         return min(caps) if caps else None
 
+    def _capped(self, n_frames: int) -> np.ndarray:
+        """Indices of the ``n_frames`` frames shown: the one place capping is decided (the identity on frames
+        already capped, as `cap_indices(cap, cap)` is)."""
+        return cap_indices(n_frames, self._cap())
+
     def sample(self, video: VideoInput, *, times: Sequence[float] | None = None,
                duration: float | None = None) -> SampledVideo:
         """The frames this grounder shows the model (at ``fps``, resized to ``size``), with their times.
 
-        Sample a video once with it to ask several queries (pass the result to `ground`). Frames given in
-        memory are taken as they are, with ``times`` (default ``i / fps``) and ``duration`` (default the last
-        time plus one sampling interval).
+        Sample a video once with it to ask several queries (pass the result to `ground`). From a file with a
+        frame cap (``max_frames``, or the back-end's), only the capped frames are returned, and memory holds
+        about twice the cap, whatever the video's length (see `_sample_capped`); they are exactly those a
+        full read followed by `cap_indices` selects. Frames given in memory are taken as they are, with
+        ``times`` (default ``i / fps``) and ``duration`` (default the last time plus one sampling interval).
 
         Raises:
             VideoError: The file cannot be decoded.
@@ -323,6 +339,9 @@ class NumProGrounder:
 
             if times is not None or duration is not None:
                 raise InputError("times and duration are for frames given in memory, not for a video file")
+            cap = self._cap()
+            if cap is not None:
+                return self._sample_capped(Path(video), cap)
             frames, frame_times, video_duration = read_frames(Path(video), self.fps, self.size,
                                                               mode=self.sampling)
             return SampledVideo(frames, frame_times, float(video_duration), Path(video))
@@ -343,10 +362,46 @@ class NumProGrounder:
             raise InputError(f"duration {duration} is before the last frame's time {frame_times[-1]}")
         return SampledVideo(frames, frame_times, float(duration))
 
+    def _sample_capped(self, path: Path, cap: int) -> SampledVideo:
+        """Stream ``path`` and keep only the frames `cap_indices(N, cap)` can select, N unknown until the end.
+
+        N, the number of samples a full pass yields, is predicted from the declared duration (timestamp mode:
+        the targets k / fps before it) or frame count and rate (reference mode: `reference_indices`' count).
+        The pass keeps the union of `cap_indices(n, cap)` over n within `_COUNT_BAND` of the prediction
+        (about (1 + _COUNT_BAND) x cap frames), or the first ``cap`` frames when nothing is declared. When N
+        falls outside that band (and the frames kept miss some of N's), a second pass keeps exactly
+        `cap_indices(N, cap)` (logged at debug level).
+        """
+        from tfvtg.video import sample_frames
+
+        stream = sample_frames(path, self.fps, self.size, mode=self.sampling)
+        expected = _expected_count(stream.info, self.fps, self.sampling)
+        if expected is None:  # any count up to the cap: all its frames are shown
+            lo, hi, wanted = 1, cap, np.arange(cap)
+        else:
+            lo, hi = max(1, expected - _COUNT_BAND), expected + _COUNT_BAND
+            wanted = np.unique(np.concatenate([self._capped(n) for n in range(lo, hi + 1)]))
+        kept, count = _keep_frames(stream, wanted, hi)
+        if not set(self._capped(count).tolist()) <= kept.keys():
+            log.debug("%s: %d samples, not the %d-%d expected from %s; sampling again to keep %d", path,
+                      count, lo, hi, "no declared length" if expected is None else "its declared length",
+                      min(cap, count))
+            stream = sample_frames(path, self.fps, self.size, mode=self.sampling)
+            kept, again = _keep_frames(stream, self._capped(count), count)
+            if again != count:
+                raise VideoError(f"cannot decode {path} reliably: {count} samples in a first pass, "
+                                 f"{again} in a second")
+        keep = self._capped(count)
+        assert stream.duration is not None  # set by a pass that decoded at least one frame
+        log.debug("%s: kept %d of %d samples", path, len(keep), count)
+        frames = np.stack([kept[i][0] for i in keep])
+        times = np.array([kept[i][1] for i in keep], dtype=np.float64)
+        return SampledVideo(frames, times, float(stream.duration), path)
+
     def _ask(self, frames: np.ndarray, times: np.ndarray, end_time: float, query: str,
              window: tuple[float, float]) -> PassDetails:
         """Cap, number (or label), ask, parse, and map the answer to seconds."""
-        keep = cap_indices(len(frames), self._cap())
+        keep = self._capped(len(frames))
         shown = np.array(frames[keep])  # a copy: numbers are drawn on it
         times = np.asarray(times, dtype=np.float64)[keep]
         index = FrameIndex(times, end_time, self.end)
@@ -420,6 +475,40 @@ class NumProGrounder:
         if not kept:
             return np.empty((0, 1, 1, 3), np.uint8), np.empty(0), end_time
         return np.stack(kept), np.asarray(kept_times), min(end_time, duration)
+
+
+def _expected_count(info: Any, fps: float, mode: str) -> int | None:
+    """How many samples a full pass over a video declaring ``info`` should yield, or None if it declares too
+    little to tell.
+
+    Timestamp mode: the targets k / fps before the duration (at least one). Reference mode: the length of
+    `tfvtg.video.reference_indices` for the declared frame count (else duration x rate) and rate.
+    """
+    duration = info.duration
+    if mode == "reference":
+        count = info.frame_count or (round(duration * info.fps) if duration and info.fps else None)
+        rate = info.fps or (count / duration if count and duration else None)
+        return max(1, round(count / rate * fps)) if count and rate else None
+    if duration is None and info.frame_count and info.fps:
+        duration = info.frame_count / info.fps
+    return None if duration is None else max(1, math.ceil(duration * fps))
+
+
+def _keep_frames(stream: Any, wanted: np.ndarray,
+                 most: int) -> tuple[dict[int, tuple[np.ndarray, float]], int]:
+    """Iterate ``stream`` to its end, keeping ``{index: (frame, time)}`` for the sample indices in ``wanted``;
+    return them and the number of samples. Once more than ``most`` samples came, the kept frames are let go
+    (the caller samples again)."""
+    wanted_set = {int(i) for i in wanted}
+    kept: dict[int, tuple[np.ndarray, float]] = {}
+    count = 0
+    for frame, t in stream:
+        if count >= most:
+            kept.clear()
+        elif count in wanted_set:
+            kept[count] = (frame, float(t))
+        count += 1
+    return kept, count
 
 
 def _clean_query(query: str) -> str:
