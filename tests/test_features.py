@@ -433,6 +433,15 @@ def test_cache_settings_are_separate_entries(tmp_path, own_video):
     assert enc.frames_seen == seen
 
 
+def test_unwritable_cache_warns_and_returns_the_features(tmp_path, own_video, caplog):
+    (tmp_path / "cache").write_text("a file where the cache directory should be")
+    cache = FeatureCache(tmp_path / "cache")
+    with caplog.at_level(logging.WARNING, logger="tfvtg.features"):
+        features = cache.get_or_extract(own_video, MeanColorEncoder(), progress=False)
+    assert len(features) == 9 and features.features.shape[1:] == (2, 3)
+    assert "cannot write the feature cache" in caplog.text and "not cached" in caplog.text
+
+
 def test_damaged_cache_file_is_a_miss(tmp_path, own_video, caplog):
     caplog.set_level(logging.WARNING, logger="tfvtg.features")
     cache = FeatureCache(tmp_path)

@@ -99,3 +99,6 @@ def test_plot_errors_are_input_errors(tmp_path) -> None:
         plot_curves(times, {"q": np.zeros(5)}, gt=[[1.0]])
     with pytest.raises(InputError, match="cannot write figure"):
         save_figure(plot_curves(times, {"q": np.zeros(5)}), tmp_path / "fig.unknownformat")
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(InputError, match="cannot write figure .*fig.png"):
+        save_figure(plot_curves(times, {"q": np.zeros(5)}), tmp_path / "file" / "fig.png")

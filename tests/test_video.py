@@ -265,7 +265,7 @@ def test_empty_file(tmp_path):
         sample_frames(empty)
 
 
-@pytest.mark.parametrize("fps", [0, -1.0, float("nan"), float("inf"), "fast", None])
+@pytest.mark.parametrize("fps", [0, -1.0, float("nan"), float("inf"), "fast", None, 1000.5, 1e308])
 def test_bad_fps(cfr_video, fps):
     with pytest.raises(InputError, match="fps"):
         sample_frames(cfr_video, fps)

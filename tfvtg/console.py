@@ -21,13 +21,13 @@ from typing import Any, TypeVar
 import click
 
 from tfvtg.errors import InputError, TfvtgError
+from tfvtg.video import MAX_FPS  # re-exported: the commands' --fps limit
 
 __all__ = [
     "MAX_FPS", "check_output_path", "option_group", "run_group", "setup_logging", "verbose_option", "writing",
 ]
 
 _LOG_FORMAT = "%(levelname)s: %(message)s"
-MAX_FPS = 1000.0  # the commands' --fps limit: above a video's own rate frames repeat, and a typo fills memory
 F = TypeVar("F", bound=Callable[..., Any])
 
 

@@ -620,7 +620,10 @@ class FeatureCache:
         dedup_threshold: float | None = None,
         progress: bool = True,
     ) -> VideoFeatures:
-        """Cached features of ``video``, extracting and storing them on a miss."""
+        """Cached features of ``video``, extracting and storing them on a miss.
+
+        A cache directory that cannot be written is logged as a warning; the features are returned uncached.
+        """
         fps = float(encoder.config.default_fps if fps is None else fps)
         name = encoder.config.name
         cached = self.get(video, name, fps, mode, dedup_threshold)
@@ -636,5 +639,11 @@ class FeatureCache:
             dedup_threshold=dedup_threshold,
             progress=progress,
         )
-        features.save(self.path_for(video, name, fps, mode, dedup_threshold))
+        target = self.path_for(video, name, fps, mode, dedup_threshold)
+        try:
+            features.save(target)
+        except OSError as exc:  # the features are in hand: a cache that cannot be written only costs speed
+            logger.warning("cannot write the feature cache %s (%s); these features are not cached: set "
+                           "TFVTG_CACHE to a writable directory or turn the cache off", target.parent,
+                           exc.strerror or exc)
         return features

@@ -31,6 +31,7 @@ import numpy as np
 from tfvtg.decompose import Decomposition
 from tfvtg.errors import InputError, VideoError
 from tfvtg.moment import Moment
+from tfvtg.video import MAX_FPS
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -138,7 +139,7 @@ def _positive_or_none(value: float | None, what: str) -> float | None:
         return None
     value = float(value)
     if not np.isfinite(value) or value <= 0:
-        raise InputError(f"{what} must be a positive number of seconds, got {value}")
+        raise InputError(f"{what} must be a positive number, got {value}")
     return value
 
 
@@ -220,6 +221,8 @@ class Grounder:
         self.device = device
         self.dtype = dtype
         self.fps = _positive_or_none(fps, "fps")
+        if self.fps is not None and self.fps > MAX_FPS:
+            raise InputError(f"fps must be at most {MAX_FPS:g} samples per second, got {self.fps:g}")
         self.profile = _check_choice(profile, PROFILES, "profile")
         self.preset = "auto" if str(preset).strip().lower() == "auto" else resolve_preset(str(preset))
         self.stride_seconds = _positive_or_none(stride_seconds, "stride_seconds")

@@ -142,12 +142,18 @@ def plot_result(
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 120) -> None:
-    """Write ``fig`` to ``path`` (format from the extension), creating the parent directory."""
+    """Write ``fig`` to ``path`` (format from the extension), creating the parent directory.
+
+    Raises:
+        InputError: Unknown image format, or the file cannot be written (one line saying why).
+    """
     from pathlib import Path
 
     out = Path(path).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, dpi=dpi)
     except ValueError as exc:  # matplotlib's message for an unknown extension
         raise InputError(f"cannot write figure {out}: {exc}") from exc
+    except OSError as exc:  # no such directory, not a directory, permission, disk full
+        raise InputError(f"cannot write figure {out}: {exc.strerror or exc}") from exc

@@ -35,6 +35,7 @@ import numpy as np
 from tfvtg.errors import InputError, VideoError
 
 __all__ = [
+    "MAX_FPS",
     "VideoInfo",
     "FrameStream",
     "probe_video",
@@ -61,6 +62,8 @@ _PROBE_PACKETS = 64
 # seeks to a packet near the time, then decoding starts at the next keyframe). When the last also lands after
 # it, the pass decodes from the first frame.
 _SEEK_BACKOFF = (0.0, 1.0, 4.0, 16.0, 64.0)
+# Highest sampling rate accepted: above a video's own rate frames only repeat, and a typo (1e6) fills memory.
+MAX_FPS = 1000.0
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,8 @@ def _validate(fps: float, size: tuple[int, int] | None, mode: str) -> tuple[floa
         raise InputError(f"fps must be a positive number, got {fps!r}") from None
     if not (math.isfinite(fps) and fps > 0):
         raise InputError(f"fps must be a positive number, got {fps!r}")
+    if fps > MAX_FPS:
+        raise InputError(f"fps must be at most {MAX_FPS:g} samples per second, got {fps!r}")
     if size is not None:
         ok = (
             isinstance(size, (tuple, list))
