@@ -442,10 +442,12 @@ def _save_partial(out_path: Path | None, made: list[dict[str, Any]], total: int)
 
 
 def _qvh(predictions: Sequence[dict[str, Any]], queries: Sequence[Any]) -> dict[str, Any]:
-    # Moment retrieval only: the highlight metrics need per-clip saliency, which this prompt does not ask for.
-    from tfvtg.metrics import qvhighlights_mr_metrics
+    # Moment retrieval only (full and per length bucket): the highlight metrics need per-clip saliency, which
+    # this prompt does not ask for.
+    from tfvtg.metrics import qvhighlights_mr_length_metrics, qvhighlights_mr_metrics
 
-    return dict(qvhighlights_mr_metrics(predictions, queries))
+    full = qvhighlights_mr_metrics(predictions, queries)
+    return {**full, **qvhighlights_mr_length_metrics(predictions, queries)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -157,6 +157,26 @@ def test_evaluate_reports_metrics_and_parse_failures(openai_server, clip, tmp_pa
     assert lines[2]["pred_relevant_windows"] == [[0.0, 2.0, 1.0]]
 
 
+def test_evaluate_qvhighlights_full_and_length_buckets(openai_server, clip, tmp_path, capsys):
+    (tmp_path / "v.mp4").symlink_to(clip)
+    annotations = tmp_path / "highlight_val_release.jsonl"
+    records = [{"qid": 7, "vid": "v", "query": "short", "duration": 12.0, "relevant_windows": [[2, 5]]},
+               {"qid": 8, "vid": "v", "query": "long", "duration": 12.0, "relevant_windows": [[0, 12]]}]
+    annotations.write_text("".join(json.dumps(r) + "\n" for r in records))
+    # 1 fps: frames 2-4 end where frame 4's second ends, (2, 5), IoU 1; frames 0-5 give (0, 6), IoU 0.5.
+    openai_server.queue("From Frame 2 to Frame 4", "From Frame 0 to Frame 5")
+    assert main(["evaluate", "--dataset", "qvhighlights", "--annotations", str(annotations), "--videos",
+                 str(tmp_path), "--mllm", "m", "--mllm-base-url", openai_server.base_url, "--size", "64x48",
+                 "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)["metrics"]
+    assert (metrics["R1@0.5"], metrics["R1@0.7"], metrics["n"]) == (100.0, 50.0, 2)
+    # The 3 s window is short (0, 10], the 12 s one middle (10, 30]; no long one.
+    assert (metrics["MR-short-n"], metrics["MR-short-R1@0.7"]) == (1, 100.0)
+    middle = (metrics["MR-middle-n"], metrics["MR-middle-R1@0.5"], metrics["MR-middle-R1@0.7"])
+    assert middle == (1, 100.0, 0.0)
+    assert metrics["MR-long-n"] == 0 and "MR-long-mAP" not in metrics
+
+
 def test_evaluate_missing_videos(openai_server, clip, tmp_path, capsys):
     annotations = tmp_path / "a.json"
     annotations.write_text(json.dumps({
