@@ -386,6 +386,7 @@ class NumProGrounder:
             log.debug("%s: %d samples, not the %d-%d expected from %s; sampling again to keep %d", path,
                       count, lo, hi, "no declared length" if expected is None else "its declared length",
                       min(cap, count))
+            kept.clear()  # before the second pass: never both passes' frames at once
             stream = sample_frames(path, self.fps, self.size, mode=self.sampling)
             kept, again = _keep_frames(stream, self._capped(count), count)
             if again != count:

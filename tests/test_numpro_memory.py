@@ -94,8 +94,9 @@ def clips(tmp_path_factory) -> dict[str, Path]:
         "mkv": make_video(d / "cfr.mkv", n_frames=75, fps=25, size=SIZE).path,
         # Raw H.264: no declared duration or frame count (and a wrong declared rate of 25).
         "raw": make_video(d / "raw.h264", n_frames=60, fps=10, size=SIZE, format="h264").path,
-        # Declares 8 s, decodes about 4 s.
+        # Declare 8 s, decode 2.72 s and 6.84 s.
         "truncated": truncate_file(long, d / "truncated.mp4", 0.5),
+        "truncated90": truncate_file(long, d / "truncated90.mp4", 0.9),
         "stream30": make_video(d / "long30.mp4", n_frames=300, fps=10, size=(32, 32)).path,  # 30 s
     }
 
@@ -162,19 +163,25 @@ def test_no_declared_duration_takes_a_second_pass_only_when_needed(clips, monkey
         assert spy.peak_alive <= cap + 2  # the first pass keeps at most the first cap frames
 
 
-def test_wrong_declared_duration_takes_a_second_pass(clips, monkeypatch, caplog):
-    path = clips["truncated"]
-    stream = tfvtg.video.sample_frames(path, 2.0, SIZE)
-    n = sum(1 for _ in stream)
-    assert stream.info.duration == pytest.approx(8.0) and n <= 10  # declares 16 samples at 2 fps
-    for cap, passes in [(4, 2), (n - 1, 2), (20, 1)]:  # 20: every frame up to 17 kept, any N <= 17 served
-        want = old_sample(path, 2.0, cap)
+@pytest.mark.parametrize(("name", "fps", "n", "runs"), [
+    # Declares 16 samples at 2 fps. Cap 20: every frame up to 17 kept, so any N up to 17 is served.
+    ("truncated", 2.0, 6, [(4, 2), (5, 2), (20, 1)]),
+    # Declares 80 samples at 10 fps: about 50 of the 60 candidates for 79-81 come before the end.
+    ("truncated90", 10.0, 69, [(30, 2)]),
+])
+def test_wrong_declared_duration_takes_a_second_pass(clips, monkeypatch, caplog, name, fps, n, runs):
+    path = clips[name]
+    stream = tfvtg.video.sample_frames(path, fps, SIZE)
+    assert sum(1 for _ in stream) == n and stream.info.duration == pytest.approx(8.0)
+    for cap, passes in runs:
+        want = old_sample(path, fps, cap)
         spy = FrameSpy(monkeypatch)
         with caplog.at_level("DEBUG", logger="numpro.ground"):
             caplog.clear()
-            got = _sample(path, 2.0, cap)
+            got = _sample(path, fps, cap)
         assert_same(got, want)
         assert spy.streams == passes, cap
+        assert spy.peak_alive <= 2 * cap + 2, spy.peak_alive  # the first pass's frames go before the second
         assert ("sampling again" in caplog.text) == (passes == 2)
 
 
