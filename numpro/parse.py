@@ -233,9 +233,10 @@ def parse_highlights(text: str, n_frames: int) -> np.ndarray:
     """Per-frame saliency from a highlight answer ("... in the 80, 81, 82 frames. Their saliency scores are
     1.3, 1.5, 2.6").
 
-    The frame list is every integer (or ``a-b`` range) before the word "score", the scores are the numbers
-    after it, paired in order. Frames never listed get 0; frames outside ``[0, n_frames - 1]`` are ignored. If
-    the two lists differ in length, the shorter one decides how many pairs are used.
+    The frame list is every integer (or ``a-b`` range) between the first word "frame" and the word "score"
+    (before that "frame" when nothing is between), the scores are the numbers after "score", paired in
+    order. Frames never listed get 0; frames outside ``[0, n_frames - 1]`` are ignored. If the two lists
+    differ in length, the shorter one decides how many pairs are used.
 
     Returns:
         ``(n_frames,)`` float array of saliency scores.
@@ -254,16 +255,25 @@ def parse_highlights(text: str, n_frames: int) -> np.ndarray:
         raise ParseError("highlight answer gives no saliency scores")
     head, tail = clean[:score_at.start()], clean[score_at.end():]
     frame_at = head.find("frame")
-    head = head[frame_at:] if frame_at >= 0 else head
-    frames: list[int] = []
-    for match in _FRAME_LIST_ITEM.finditer(head):
-        first = int(match.group(1))
-        last = int(match.group(2)) if match.group(2) else first
-        frames += range(first, last + 1) if last >= first else [first]
+    # The list follows the first "frame" ("highlight frames are in the 80, 81 frames"), or, when nothing
+    # does, precedes it ("the highlights are in the 0, 2, 4 frames").
+    frames = _frame_list(head[frame_at:]) if frame_at >= 0 else []
+    if not frames:
+        frames = _frame_list(head)
     scores = [float(m.group(1)) for m in _SCORE_ITEM.finditer(tail)]
     if not frames or not scores:
         raise ParseError(f"highlight answer lists {len(frames)} frames and {len(scores)} scores; need both")
     return _saliency(list(zip(frames, scores, strict=False)), n_frames)
+
+
+def _frame_list(text: str) -> list[int]:
+    """Every frame number of a list of integers and ``a-b`` ranges, in order."""
+    frames: list[int] = []
+    for match in _FRAME_LIST_ITEM.finditer(text):
+        first = int(match.group(1))
+        last = int(match.group(2)) if match.group(2) else first
+        frames += range(first, last + 1) if last >= first else [first]
+    return frames
 
 
 def _saliency(pairs: Sequence[tuple[int, float]], n_frames: int) -> np.ndarray:

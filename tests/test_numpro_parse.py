@@ -111,6 +111,11 @@ def test_parse_highlights_paper_format():
     np.testing.assert_allclose(saliency, expected)
 
 
+def test_parse_highlights_list_before_the_word_frames():
+    text = "The highlight timestamps are in the 0, 2, 4 frames. Their saliency scores are 3, 2.5, 1."
+    np.testing.assert_allclose(parse_highlights(text, 6), [3, 0, 2.5, 0, 1, 0])
+
+
 def test_parse_highlights_ranges_out_of_range_and_length_mismatch():
     text = "Highlight frames: 2-4, 30. Scores: 2, 3, 4, 5, 1.5"
     saliency = parse_highlights(text, 10)  # frame 30 does not exist; the 5th score has no frame
