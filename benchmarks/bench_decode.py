@@ -25,41 +25,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from clips import make_clip  # noqa: E402
 
 from tfvtg.video import probe_video, sample_frames  # noqa: E402
 
 WIDTH, HEIGHT, FPS, SAMPLE_FPS = 640, 360, 30, 3.0
-
-
-def make_clip(path: Path, seconds: int, gop: int) -> Path:
-    """A 640x360 30 fps H.264 clip: a scrolling colour gradient with a moving box and a frame counter bar."""
-    import av
-
-    if path.exists():
-        return path
-    tmp = path.with_suffix(".partial.mp4")
-    y, x = np.mgrid[0:HEIGHT, 0:WIDTH]
-    with av.open(str(tmp), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS, options={"preset": "veryfast", "g": str(gop)})
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        for i in range(seconds * FPS):
-            img = np.empty((HEIGHT, WIDTH, 3), np.uint8)
-            img[..., 0] = (x + 3 * i) % 256
-            img[..., 1] = (y + 2 * i) % 256
-            img[..., 2] = (x + y + i) % 256
-            bx, by = (7 * i) % (WIDTH - 80), (5 * i) % (HEIGHT - 60)
-            img[by : by + 60, bx : bx + 80] = (255, 255, 255)
-            img[:8, : (i % WIDTH)] = 0
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    os.replace(tmp, path)
-    return path
 
 
 def seek_each_sample(path: Path, fps: float, size: tuple[int, int] | None = None) -> tuple[int, list[float]]:
@@ -152,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     clip = root / f"decode_{WIDTH}x{HEIGHT}_{args.seconds}s_{FPS}fps_g{args.gop}.mp4"
     t0 = time.perf_counter()
-    make_clip(clip, args.seconds, args.gop)
+    make_clip(clip, args.seconds, fps=FPS, gop=args.gop)
     info = probe_video(clip)
     print(
         f"clip: {clip} ({clip.stat().st_size / 1e6:.1f} MB, {info.width}x{info.height}, {info.fps:g} fps, "

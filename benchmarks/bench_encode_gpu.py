@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from blip2_random import random_blip2_encoder, vision_flops_per_frame  # noqa: E402
+from clips import make_clip  # noqa: E402
 
 # Dense peak TFLOP/s by dtype (no sparsity). H100 SXM figures; H200 has the same compute.
 PEAKS = {
@@ -49,27 +50,6 @@ TARGET_FPS_H100 = 250.0
 
 
 # ---------------------------------------------------------------------- setup
-def make_clip(path: Path, seconds: float, fps: int = 30, size: tuple[int, int] = (360, 640)) -> Path:
-    """A synthetic H.264 clip with moving content (so the decoder does real work)."""
-    import av
-
-    h, w = size
-    yy, xx = np.mgrid[0:h, 0:w]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"preset": "veryfast", "crf": "23"}
-        for i in range(int(seconds * fps)):
-            img = np.stack([(xx + 3 * i) % 256, (yy + 2 * i) % 256, (xx + yy + i) % 256], axis=-1).astype(
-                np.uint8
-            )
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
 def load_encoder(args: argparse.Namespace, dtype: str, tmp: Path) -> tuple[Any, str]:
     """(encoder, description of its weights) for the device at hand."""
     import torch

@@ -35,7 +35,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_window import FPS, HEIGHT, WIDTH, make_clip  # noqa: E402
+from bench_window import FPS, HEIGHT, WIDTH  # noqa: E402
+from clips import make_clip  # noqa: E402
 
 from numpro.ground import NumProGrounder, SampledVideo  # noqa: E402
 from numpro.mllm import cap_indices  # noqa: E402
@@ -96,8 +97,8 @@ def main() -> None:
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     n, cap = args.seconds, args.cap
-    mp4 = make_clip(args.dir / f"clip-{n}s.mp4", n, None)
-    raw = make_clip(args.dir / f"clip-{n}s.h264", n, None, format="h264")
+    mp4 = make_clip(args.dir / f"clip-{n}s.mp4", n, fps=FPS)
+    raw = make_clip(args.dir / f"clip-{n}s.h264", n, fps=FPS, format="h264")
     frame_mib = SIZE[0] * SIZE[1] * 3 / 2**20
     print(f"{WIDTH}x{HEIGHT} {FPS} fps H.264, {n} s; sampled at {SAMPLE_FPS:g} fps, resized to "
           f"{SIZE[0]}x{SIZE[1]} ({frame_mib:.3f} MiB a frame), cap {cap}; one run each\n")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import statistics
 import sys
 import tempfile
@@ -33,41 +32,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from clips import make_clip  # noqa: E402
 
 from tfvtg.video import FrameStream, sample_frames  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 640, 360, 25
 SAMPLE_FPS, SIZE = 12.0, (336, 336)
-
-
-def make_clip(path: Path, seconds: int, gop: int | None, format: str | None = None) -> Path:
-    """A 640x360 25 fps H.264 clip: a scrolling colour gradient with a moving box and a frame counter bar."""
-    import av
-
-    if path.exists():
-        return path
-    tmp = path.with_name("partial-" + path.name)
-    options = {"preset": "veryfast"}
-    if gop is not None:
-        options["g"] = str(gop)
-    y, x = np.mgrid[0:HEIGHT, 0:WIDTH]
-    with av.open(str(tmp), "w", format=format) as container:
-        stream = container.add_stream("libx264", rate=FPS, options=options)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        for i in range(seconds * FPS):
-            img = np.empty((HEIGHT, WIDTH, 3), np.uint8)
-            img[..., 0] = (x + 3 * i) % 256
-            img[..., 1] = (y + 2 * i) % 256
-            img[..., 2] = (x + y + i) % 256
-            bx, by = (7 * i) % (WIDTH - 80), (5 * i) % (HEIGHT - 60)
-            img[by : by + 60, bx : bx + 80] = (255, 255, 255)
-            img[:8, : (i % WIDTH)] = 0
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    os.replace(tmp, path)
-    return path
 
 
 def keyframe_interval(path: Path) -> float:
@@ -117,10 +89,10 @@ def main() -> None:
     start, end = args.start, args.start + args.length
     n = args.seconds
     clips = [
-        ("keyframe every 2 s", make_clip(args.dir / f"gop2s-{n}s.mp4", n, 2 * FPS)),
-        ("x264 default keyframes", make_clip(args.dir / f"default-{n}s.mp4", n, None)),
+        ("keyframe every 2 s", make_clip(args.dir / f"gop2s-{n}s.mp4", n, fps=FPS, gop=2 * FPS)),
+        ("x264 default keyframes", make_clip(args.dir / f"default-{n}s.mp4", n, fps=FPS)),
     ]
-    raw = make_clip(args.dir / f"gop2s-{n}s.h264", n, 2 * FPS, format="h264")
+    raw = make_clip(args.dir / f"gop2s-{n}s.h264", n, fps=FPS, gop=2 * FPS, format="h264")
     print(f"{WIDTH}x{HEIGHT} {FPS} fps H.264, {n} s; window [{start:g}, {end:g}) s at {SAMPLE_FPS:g} fps, "
           f"resized to {SIZE[0]}x{SIZE[1]}; median of {args.repeat} run(s)\n")
     header = (f"| {'file':<32} | {'method':<30} | {'s':>6} | {'decoded':>7} | {'samples':>7} "
