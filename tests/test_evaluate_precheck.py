@@ -8,6 +8,7 @@ check reads (config.json, preprocessor_config.json), which no model loader would
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -120,7 +121,22 @@ def test_features_of_another_encoder_are_refused(tmp_path):
     check_feature_files([other], model="blip2-coco", grounder=grounder)
     with pytest.raises(InputError, match="d.safetensors"):
         check_feature_files([same], model="blip2-coco", grounder=grounder)
-    assert grounder._encoder is None
+    assert grounder.loaded_encoder is None
+
+
+def test_a_loaded_encoder_is_what_the_shape_is_checked_against(tiny_blip2_dir, tmp_path):
+    ckpt = Path(shutil.copytree(tiny_blip2_dir, tmp_path / "ckpt"))
+    grounder = Grounder(str(ckpt), device="cpu", llm="none", use_cache=False, progress=False)
+    config = grounder.encoder.config
+    q, d = config.num_query_tokens, config.embed_dim
+    # Once loaded, the encoder's own config is what counts, not the files in its directory.
+    raw = json.loads((ckpt / "config.json").read_text())
+    (ckpt / "config.json").write_text(json.dumps({**raw, "num_query_tokens": q + 5}))
+    fits = _features(q=q, d=d, encoder=config.name, image_size=tuple(config.image_size))
+    check_feature_files([fits.save(tmp_path / "fits.safetensors")], grounder=grounder)
+    wide = _features(q=q + 1, d=d, encoder=config.name, image_size=tuple(config.image_size))
+    with pytest.raises(InputError, match=rf"wide.safetensors: features of shape \(6, {q + 1}, {d}\)"):
+        check_feature_files([wide.save(tmp_path / "wide.safetensors")], grounder=grounder)
 
 
 def test_local_checkpoint_image_size_and_feature_shape(tmp_path):

@@ -118,7 +118,7 @@ def _model_shape(model: str, grounder: Grounder | None) -> _ModelShape:
     from tfvtg.encoders import resolve_name
     from tfvtg.errors import ModelError
 
-    loaded = getattr(grounder, "_encoder", None)
+    loaded = grounder.loaded_encoder if grounder is not None else None
     if loaded is not None:
         c = loaded.config
         return _ModelShape(c.name, tuple(c.image_size), int(c.num_query_tokens), int(c.embed_dim))

@@ -260,6 +260,11 @@ class Grounder:
         return self._encoder
 
     @property
+    def loaded_encoder(self) -> Encoder | None:
+        """The encoder if it has been created, else None (asking this never loads a checkpoint)."""
+        return self._encoder
+
+    @property
     def decomposer(self) -> Decomposer:
         """The query decomposer (LLM endpoint, prompt and answer cache), created on first access."""
         if self._decomposer is None:
