@@ -12,7 +12,6 @@ from tfvtg.localize import (
     dynamic_starts,
     gaussian_taps,
     localize,
-    preset_windows,
     resolve_preset,
     rising_mask,
     static_scores,
@@ -194,9 +193,9 @@ def test_top_k_early_exit_equals_full_nms_on_long_curves():
 
 
 def test_presets():
-    assert preset_windows("charades", 90) == (20, 45)
-    assert preset_windows("activitynet", 360) == (40, 360)
-    assert preset_windows("qvhighlights", 450) == (50, 225)
+    assert window_frames("charades", 90) == (20, 45)
+    assert window_frames("activitynet", 360) == (40, 360)
+    assert window_frames("qvhighlights", 450) == (50, 225)
     assert resolve_preset("Charades-STA") == "charades"
     assert resolve_preset("auto", 30.0) == "charades" and resolve_preset("auto", 120.0) == "activitynet"
     with pytest.raises(InputError, match="unknown preset"):

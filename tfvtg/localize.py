@@ -6,8 +6,7 @@ operations, and NMS sorts and visits only as many candidates as it needs to find
 
 Everything works in frame units on a (T,) curve. A window is the frames ``[i, i + L)``; its proposal is
 ``[d(i), i + L)`` where ``d(i) <= i`` is the dynamic start (the start pulled back over the rising run that
-ends at
-``i``). Fractions are frame / T, as the official code's moments are.
+ends at ``i``). Fractions are frame / T, as the official code's moments are.
 
 Profiles (see DESIGN.md): ``"reference"`` makes the official code's decisions; ``"default"`` fixes its bugs:
 the window that holds every active frame is kept with an outside mean of 0 instead of being dropped or turning
@@ -33,7 +32,6 @@ __all__ = [
     "effective_windows",
     "gaussian_taps",
     "localize",
-    "preset_windows",
     "resolve_preset",
     "rising_mask",
     "static_scores",
@@ -94,11 +92,6 @@ def resolve_preset(name: str, duration: float | None = None) -> str:
     if key not in PRESETS:
         raise InputError(f"unknown preset {name!r}; choose from auto, {', '.join(PRESETS)}")
     return key
-
-
-def preset_windows(name: str, n_frames: int, duration: float | None = None) -> tuple[int, int]:
-    """(stride, max_stride) in frames of a named preset for a curve of ``n_frames``."""
-    return PRESETS[resolve_preset(name, duration)].windows(n_frames)
 
 
 def window_frames(

@@ -6,9 +6,8 @@ from a model and a video, tests and evaluations supply it from cached features o
 With a `Decomposition` it runs the full method (section 5.2): each description is localised on its own; the
 query and its paraphrases give a rank-major pool of their top proposals (the first 7 are kept); each
 sub-event's descriptions are pooled and voted to 3 candidates; the sub-events are combined under their
-relation and the best
-2 merged spans join the pool; a final vote ranks the pool. Without one it is the VLM-only path of section 5.1:
-the query's own proposals, best static score first.
+relation and the best 2 merged spans join the pool; a final vote ranks the pool. Without one it is the
+VLM-only path of section 5.1: the query's own proposals, best static score first.
 """
 
 from __future__ import annotations
@@ -231,8 +230,7 @@ def ground_with_scores(
 
     Raises:
         InputError: Empty query, bad duration, unknown profile/preset, or curves that are empty, non-finite or
-        of
-            different lengths.
+            of different lengths.
     """
     return ground_with_scores_detailed(
         score_fn,
