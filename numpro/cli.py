@@ -15,14 +15,16 @@ from typing import Any
 import click
 
 from numpro.overlay import POSITIONS
+from numpro.parse import FrameIndex
 from tfvtg import __version__
 from tfvtg.console import MAX_FPS, check_output_path, option_group, run_group, verbose_option, writing
+from tfvtg.datasets import DATASETS
 from tfvtg.errors import InputError, TfvtgError
+from tfvtg.video import VIDEO_SUFFIXES
 
 log = logging.getLogger("numpro.cli")
 
 _MAX_SIDE = 8192  # pixels a side: more than 8K video, and decoding fails far beyond it
-_VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".ts")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -80,7 +82,7 @@ _mllm_options = option_group(
                  help="Seconds added around the first span [default: max(2 / fps, a quarter of the span)]."),
     click.option("--timestamps-as-text", is_flag=True,
                  help="Interleave 'Second t' labels with the frames instead of drawing numbers."),
-    click.option("--end", type=click.Choice(["next_frame", "frame_start"]), default="next_frame",
+    click.option("--end", type=click.Choice(FrameIndex.ENDS), default="next_frame",
                  show_default=True,
                  help="A span ends where its last frame's interval ends, or (reference) at that "
                       "frame's time."),
@@ -128,7 +130,7 @@ def _prediction(details: Any, qid: Any, vid: str) -> dict[str, Any]:
 
 
 @cli.command()
-@verbose_option  # also after the command name: tfvtg ground ... --verbose
+@verbose_option
 @click.argument("video", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
 @_sampling_options
@@ -269,7 +271,7 @@ def _moment_lines(details: Any) -> list[str]:
 
 
 @cli.command()
-@verbose_option  # also after the command name: tfvtg ground ... --verbose
+@verbose_option
 @click.argument("video", type=click.Path(path_type=Path))
 @click.argument("query")
 @click.option("--json", "as_json", is_flag=True, help="One QVHighlights-style JSON line.")
@@ -332,7 +334,7 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 
 def _find_video(videos_dir: Path, vid: str) -> Path | None:
-    for suffix in _VIDEO_SUFFIXES:
+    for suffix in VIDEO_SUFFIXES:
         candidate = videos_dir / f"{vid}{suffix}"
         if candidate.is_file():
             return candidate
@@ -340,8 +342,8 @@ def _find_video(videos_dir: Path, vid: str) -> Path | None:
 
 
 @cli.command()
-@verbose_option  # also after the command name: tfvtg ground ... --verbose
-@click.option("--dataset", required=True, type=click.Choice(["charades-sta", "activitynet", "qvhighlights"]),
+@verbose_option
+@click.option("--dataset", required=True, type=click.Choice(DATASETS),
               help="Benchmark the annotations belong to.")
 @click.option("--annotations", required=True, type=click.Path(path_type=Path),
               help="Annotation file (TFVTG json for Charades-STA/ActivityNet, QVHighlights jsonl).")

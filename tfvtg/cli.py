@@ -14,7 +14,11 @@ import click
 
 from tfvtg import __version__
 from tfvtg.console import MAX_FPS, check_output_path, option_group, run_group, verbose_option, writing
+from tfvtg.datasets import DATASETS
 from tfvtg.errors import InputError, VideoError
+from tfvtg.evaluate import FEATURE_FORMATS
+from tfvtg.localize import PRESETS, PROFILES
+from tfvtg.video import SAMPLING_MODES, VIDEO_SUFFIXES
 
 if TYPE_CHECKING:
     from tfvtg.grounder import Grounder, GroundingResult
@@ -31,8 +35,6 @@ def cli() -> None:
 # The commands below build a Grounder from shared options; its components raise TfvtgError subclasses, which
 # run_group turns into one "error: ..." line.
 
-_VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv",
-                             ".ts", ".3gp", ".ogv"})
 
 
 _encoder_options = option_group(
@@ -53,10 +55,10 @@ _encoder_options = option_group(
 _grounding_options = option_group(
     click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
                  help="Spans per query."),
-    click.option("--profile", type=click.Choice(["default", "reference"]), default="default",
+    click.option("--profile", type=click.Choice(PROFILES), default="default",
                  show_default=True,
                  help="default: the paper's method, bugs fixed; reference: the official code's decisions."),
-    click.option("--preset", type=click.Choice(["auto", "charades", "activitynet", "qvhighlights"]),
+    click.option("--preset", type=click.Choice(["auto", *PRESETS]),
                  default="auto", show_default=True,
                  help="Proposal lengths of a dataset; auto: charades up to 60 s, else activitynet."),
     click.option("--stride-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -147,7 +149,7 @@ def _numbered(path: Path, index: int, count: int) -> Path:
 
 
 @cli.command()
-@verbose_option  # also after the command name: tfvtg ground ... --verbose
+@verbose_option
 @click.argument("video", type=click.Path(path_type=Path))
 @click.argument("query", required=False)
 @click.option("--query", "-q", "queries", multiple=True,
@@ -179,7 +181,7 @@ def ground(video: Path, query: str | None, queries: tuple[str, ...], queries_fil
     probe_video(check_video_path(video))  # a file that is no video fails before the model loads
     if plot_path is not None:
         check_output_path(plot_path, inputs=[video, queries_file], what="--plot")
-    grounder = _make_grounder({**options})
+    grounder = _make_grounder(options)
     start = time.perf_counter()
     grounder.encoder  # noqa: B018 (load the model first, so that its time is reported on its own)
     load_s = time.perf_counter() - start
@@ -210,7 +212,7 @@ def ground(video: Path, query: str | None, queries: tuple[str, ...], queries_fil
 
 
 @cli.command()
-@verbose_option  # also after the command name: tfvtg ground ... --verbose
+@verbose_option
 @click.argument("video", type=click.Path(path_type=Path))
 @click.argument("query")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -232,7 +234,7 @@ def plot(video: Path, query: str, out_path: Path, gt: tuple[tuple[float, float],
         if not (math.isfinite(start) and math.isfinite(end) and 0 <= start <= end):
             raise InputError(f"--gt {start:g} {end:g}: give START END in seconds with 0 <= START <= END")
     check_output_path(out_path, inputs=[video], what="--out")
-    grounder = _make_grounder({**options})
+    grounder = _make_grounder(options)
     result = grounder.ground_details(video, query, top_k=options["top_k"])
     with writing(out_path, "figure"):
         save_figure(plot_result(result, gt=list(gt) or None), out_path)
@@ -258,21 +260,21 @@ def _video_files(paths: Sequence[Path]) -> list[Path]:
     for path in paths:
         if path.is_dir():
             found.update(p.resolve() for p in path.iterdir()
-                         if p.is_file() and p.suffix.lower() in _VIDEO_SUFFIXES)
+                         if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
         else:
             found.add(check_video_path(path).resolve())
     return sorted(found, key=str)
 
 
 @cli.command()
-@verbose_option  # also after the command name: tfvtg ground ... --verbose
+@verbose_option
 @click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory for the feature files (<video name>.<suffix>; created if missing).")
 @click.option("--shard", default=None, metavar="I/N",
               help="Process only part I of N (I from 0) of the sorted video list; N processes share it.")
 @click.option("--skip-existing", is_flag=True, help="Skip videos whose feature file exists (resume a run).")
-@click.option("--sampling", type=click.Choice(["timestamp", "reference"]), default="timestamp",
+@click.option("--sampling", type=click.Choice(SAMPLING_MODES), default="timestamp",
               show_default=True,
               help="timestamp: frames at real times; reference: the official code's frame picks.")
 @_encoder_options
@@ -334,19 +336,19 @@ def extract(videos: tuple[Path, ...], out_dir: Path, shard: str | None, skip_exi
 
 
 @cli.command()
-@verbose_option  # also after the command name: tfvtg ground ... --verbose
-@click.option("--dataset", required=True, type=click.Choice(["charades-sta", "activitynet", "qvhighlights"]),
+@verbose_option
+@click.option("--dataset", required=True, type=click.Choice(DATASETS),
               help="Benchmark (sets the annotation reader, the preset and the metrics).")
 @click.option("--annotations", required=True, type=click.Path(path_type=Path),
               help="The split's annotation file (TFVTG JSON or QVHighlights JSON lines).")
 @click.option("--features", "features_dir", required=True, type=click.Path(path_type=Path),
               help="Directory of one feature file per video, named by the video id.")
-@click.option("--feature-format", type=click.Choice(["tfvtg", "tfvtg-npy"]), default="tfvtg",
+@click.option("--feature-format", type=click.Choice(FEATURE_FORMATS), default="tfvtg",
               show_default=True,
               help="tfvtg: written by `tfvtg extract`; tfvtg-npy: the official code's <vid>.npy arrays.")
 @click.option("--llm-outputs", type=click.Path(path_type=Path), default=None,
               help="TFVTG llm_outputs.json: run the full method with these decompositions (else VLM only).")
-@click.option("--profile", type=click.Choice(["default", "reference"]), default="default", show_default=True,
+@click.option("--profile", type=click.Choice(PROFILES), default="default", show_default=True,
               help="reference: the official code's decisions (reproduces its numbers on its features).")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the predictions here (JSON lines, QVHighlights style).")
@@ -423,7 +425,7 @@ def _print_decomposition(query: str, answer: dict[str, Any] | None, source: str,
 
 
 @cli.command()
-@verbose_option  # also after the command name: tfvtg ground ... --verbose
+@verbose_option
 @click.argument("query", required=False)
 @click.option("--llm", default=None, metavar="MODEL",
               help="Model of an OpenAI-compatible endpoint (e.g. gpt-4o-mini); none: no LLM.")

@@ -56,6 +56,7 @@ def _set_verbose(ctx: click.Context, _param: click.Parameter, value: bool) -> bo
     return value
 
 
+# Given to the group and to every command, so that -v works before and after the command name.
 verbose_option = click.option(
     "--verbose", "-v", is_flag=True, expose_value=False, is_eager=True, callback=_set_verbose,
     help="Show debug logs and full tracebacks.",

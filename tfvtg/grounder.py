@@ -30,6 +30,7 @@ import numpy as np
 
 from tfvtg.decompose import Decomposition
 from tfvtg.errors import InputError, VideoError
+from tfvtg.localize import PROFILES
 from tfvtg.moment import Moment
 from tfvtg.video import MAX_FPS
 
@@ -45,7 +46,6 @@ __all__ = ["Grounder", "GroundingResult", "check_feature_model", "ground", "PROF
 
 log = logging.getLogger(__name__)
 
-PROFILES = ("default", "reference")
 METHODS = ("full", "vlm-only")
 TEXT_BATCH = 256  # texts per text-encoder call
 _VIDEO_MEMO_BYTES = 512 * 2**20  # encoded videos kept in memory by a Grounder (beyond the disk cache)

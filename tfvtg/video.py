@@ -43,11 +43,15 @@ __all__ = [
     "read_frames",
     "reference_indices",
     "SAMPLING_MODES",
+    "VIDEO_SUFFIXES",
 ]
 
 logger = logging.getLogger("tfvtg.video")
 
 SAMPLING_MODES = ("timestamp", "reference")
+# File suffixes taken for videos when a directory is scanned, in the order a video id is looked up by.
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".ts",
+                  ".3gp", ".ogv")
 
 # A decoded span short of the declared duration by more than this (seconds, and fraction of the declared
 # duration) means the file is truncated. Both must be exceeded: container durations routinely differ from the
