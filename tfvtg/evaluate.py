@@ -210,15 +210,7 @@ def _safetensors_shape(path: Path, expected: _ModelShape) -> tuple[int, ...]:
     from tfvtg.features import read_metadata
     from tfvtg.grounder import check_feature_model
 
-    meta = read_metadata(path)
-    missing = [k for k in ("duration", "fps", "encoder", "image_size", "sampling") if k not in meta]
-    if missing:
-        raise InputError(f"cannot read feature file {path}: bad metadata (no {', '.join(missing)})")
-    size = meta["image_size"]
-    if not (isinstance(meta["encoder"], str) and isinstance(size, list) and len(size) == 2
-            and all(_count(v) for v in size)):
-        raise InputError(f"cannot read feature file {path}: bad metadata (encoder {meta['encoder']!r}, "
-                         f"image_size {size!r})")
+    meta = read_metadata(path)  # the metadata fields are checked there, for `VideoFeatures.load` too
     if expected.name is not None and meta["sampling"] != "tfvtg-npy":
         try:
             check_feature_model(meta["encoder"], meta["image_size"], expected.name, expected.image_size)

@@ -29,7 +29,7 @@ import numpy as np
 import tfvtg
 from tfvtg.encoders.base import Encoder
 from tfvtg.errors import InputError, ModelError
-from tfvtg.video import SAMPLING_MODES, sample_frames
+from tfvtg.video import sample_frames
 
 T = TypeVar("T")
 
@@ -250,8 +250,9 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
     Only the safetensors header is read (not the tensors), so a whole directory can be checked in
     milliseconds before anything expensive starts. It must parse as a tfvtg feature file of this format
-    version, declare tensors ``features`` (T, Q, D) floats and ``timestamps`` (T,), and the file must be as
-    long as the header says (a truncated copy is refused). Corrupt tensor bytes are found only by `load`.
+    version with its metadata fields (an ``encoder`` name, an ``image_size`` of two positive ints ...),
+    declare tensors ``features`` (T, Q, D) floats and ``timestamps`` (T,), and the file must be as long as the
+    header says (a truncated copy is refused). Corrupt tensor bytes are found only by `load`.
 
     Returns:
         The stored metadata (``encoder``, ``image_size``, ``fps``, ``duration`` ...), with ``"shape"`` taken
@@ -297,6 +298,15 @@ def _read_metadata(data: bytes, path: Path, file_size: int | None = None) -> dic
             f"{path} uses feature format version {meta.get('format_version')}, this tfvtg reads "
             f"{FORMAT_VERSION}; re-extract the features"
         )
+    missing = [k for k in ("duration", "fps", "encoder", "image_size", "sampling") if k not in meta]
+    if missing:
+        raise InputError(f"cannot read feature file {path}: bad metadata (no {', '.join(missing)})")
+    size = meta["image_size"]
+    size_ok = isinstance(size, list) and len(size) == 2 and all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+    if not (isinstance(meta["encoder"], str) and size_ok):
+        raise InputError(f"cannot read feature file {path}: bad metadata (encoder {meta['encoder']!r}, "
+                         f"image_size {size!r})")
     try:
         shape = [int(v) for v in header["features"]["shape"]]
         ok = len(shape) == 3 and header["timestamps"]["shape"] == shape[:1]
@@ -446,8 +456,6 @@ def extract_features(
         InputError: bad arguments. VideoError: the video cannot be decoded. ModelError: bad encoder output.
     """
     fps = float(encoder.config.default_fps if fps is None else fps)
-    if mode not in SAMPLING_MODES:
-        raise InputError(f"sampling mode must be one of {', '.join(SAMPLING_MODES)}, got {mode!r}")
     if dedup_threshold is not None:
         t = dedup_threshold
         ok = isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t >= 0
