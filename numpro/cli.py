@@ -366,7 +366,7 @@ def evaluate(dataset: str, annotations: Path, videos_dir: Path, out_path: Path |
     """
     from numpro.ground import SampledVideo
     from tfvtg.datasets import load_dataset, write_jsonl
-    from tfvtg.evaluate import score_predictions
+    from tfvtg.evaluate import prediction_qid, score_predictions
     from tfvtg.metrics import format_metrics
 
     if not videos_dir.is_dir():
@@ -401,8 +401,7 @@ def evaluate(dataset: str, annotations: Path, videos_dir: Path, out_path: Path |
                     query = kept[i]
                     details = grounder.ground_with_details(sampled, query.query, top_k=5)
                     failures += not details.ok
-                    qid = int(query.qid) if dataset == "qvhighlights" and query.qid.isdigit() else query.qid
-                    predictions[i] = _prediction(details, qid, vid)
+                    predictions[i] = _prediction(details, prediction_qid(query.qid, dataset), vid)
                     bar.update(1)
     except (TfvtgError, KeyboardInterrupt):
         _save_partial(out_path, [p for p in predictions if p], len(kept))
@@ -410,8 +409,8 @@ def evaluate(dataset: str, annotations: Path, videos_dir: Path, out_path: Path |
     if out_path is not None:
         with writing(out_path, "--out"):
             write_jsonl(out_path, predictions)
-    metrics = dict(score_predictions(dataset, predictions, kept)) if dataset != "qvhighlights" else _qvh(
-        predictions, kept)
+    # Moment retrieval only for QVHighlights: NumPro's answers carry no per-clip saliency.
+    metrics = score_predictions(dataset, predictions, kept)
     metrics["parse_failure_rate"] = 100.0 * failures / len(kept)
     seconds = time.perf_counter() - started
     summary = {"dataset": dataset, "queries": len(kept), "videos": len(paths) - len(missing),
@@ -441,15 +440,6 @@ def _save_partial(out_path: Path | None, made: list[dict[str, Any]], total: int)
     with writing(partial, "partial predictions"):
         write_jsonl(partial, made)
     log.warning("stopped after %d of %d queries; their predictions are in %s", len(made), total, partial)
-
-
-def _qvh(predictions: Sequence[dict[str, Any]], queries: Sequence[Any]) -> dict[str, Any]:
-    # Moment retrieval only (full and per length bucket): the highlight metrics need per-clip saliency, which
-    # this prompt does not ask for.
-    from tfvtg.metrics import qvhighlights_mr_length_metrics, qvhighlights_mr_metrics
-
-    full = qvhighlights_mr_metrics(predictions, queries)
-    return {**full, **qvhighlights_mr_length_metrics(predictions, queries)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -175,6 +175,16 @@ def test_evaluate_qvhighlights_full_and_length_buckets(openai_server, clip, tmp_
     middle = (metrics["MR-middle-n"], metrics["MR-middle-R1@0.5"], metrics["MR-middle-R1@0.7"])
     assert middle == (1, 100.0, 0.0)
     assert metrics["MR-long-n"] == 0 and "MR-long-mAP" not in metrics
+    # The test split has no windows: predictions only, no metrics but the parse-failure rate.
+    test_split = tmp_path / "highlight_test_release.jsonl"
+    test_split.write_text(json.dumps({"qid": 9, "vid": "v", "query": "q", "duration": 12.0}) + "\n")
+    openai_server.queue("From Frame 2 to Frame 4")
+    preds = tmp_path / "test_preds.jsonl"
+    assert main(["evaluate", "--dataset", "qvhighlights", "--annotations", str(test_split), "--videos",
+                 str(tmp_path), "--mllm", "m", "--mllm-base-url", openai_server.base_url, "--size", "64x48",
+                 "--out", str(preds), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"] == {"parse_failure_rate": 0.0}
+    assert json.loads(preds.read_text())["qid"] == 9
 
 
 def test_evaluate_missing_videos(openai_server, clip, tmp_path, capsys):

@@ -42,6 +42,8 @@ __all__ = [
     "evaluate",
     "feature_path",
     "load_video_features",
+    "prediction_qid",
+    "score_predictions",
 ]
 
 log = logging.getLogger(__name__)
@@ -282,8 +284,8 @@ def _group_by_video(queries: Sequence[GroundingQuery]) -> dict[str, list[Groundi
     return groups
 
 
-def _qid_out(qid: str, dataset: str) -> Any:
-    # QVHighlights' standard evaluation matches integer qids.
+def prediction_qid(qid: str, dataset: str) -> Any:
+    """The qid a prediction line carries: an int for QVHighlights (its standard evaluation matches ints)."""
     return int(qid) if dataset == "qvhighlights" and qid.isdigit() else qid
 
 
@@ -401,7 +403,7 @@ def evaluate(
                 except InputError as exc:  # say which query of the file it was
                     raise InputError(f"query {query.qid} of video {vid}: {exc}") from exc
                 record = {
-                    "qid": _qid_out(query.qid, dataset),
+                    "qid": prediction_qid(query.qid, dataset),
                     "query": query.query,
                     "vid": vid,
                     "pred_relevant_windows": [m.to_list() for m in result.moments],
@@ -470,7 +472,8 @@ def score_predictions(dataset: str, predictions: Sequence[dict[str, Any]],
     """The benchmark's metrics for ``predictions`` (aligned with ``queries``); ``{}`` without ground truth.
 
     QVHighlights gets Moment-DETR's full set: moment retrieval over all windows (``R1@0.5`` ... ``n``),
-    the highlight metrics when the annotations carry saliency, and moment retrieval per ground-truth length
+    the highlight metrics when the annotations carry saliency and the predictions ``pred_saliency_scores``
+    (NumPro's answers have none), and moment retrieval per ground-truth length
     bucket (``MR-short-mAP`` ... ``MR-long-n``; see `tfvtg.metrics.qvhighlights_mr_length_metrics`; a bucket
     with no query has only its ``n`` of 0). An unannotated split (QVHighlights test) has nothing to score
     against: its predictions are the product.
@@ -482,7 +485,7 @@ def score_predictions(dataset: str, predictions: Sequence[dict[str, Any]],
         return {}
     if dataset == "qvhighlights":
         scores = dict(metrics.qvhighlights_mr_metrics(predictions, queries))
-        if any(q.saliency_scores for q in queries):
+        if any(q.saliency_scores for q in queries) and all("pred_saliency_scores" in p for p in predictions):
             scores.update(metrics.qvhighlights_hl_metrics(predictions, queries))
         scores.update(metrics.qvhighlights_mr_length_metrics(predictions, queries))
         return scores
