@@ -32,7 +32,6 @@ class ParsedAnswer:
     Attributes:
         spans: ``(start, end)`` pairs in the order the answer gives them, ``start <= end``, inside the valid
             range.
-        ok: True when at least one span was read.
         reason: Why parsing failed (None when ``ok``).
         swapped: A pair was given end-first and was swapped.
         clamped: A number lay outside the valid range and was clamped to it.
@@ -41,12 +40,16 @@ class ParsedAnswer:
     """
 
     spans: tuple[tuple[float, float], ...]
-    ok: bool
     reason: str | None = None
     swapped: bool = False
     clamped: bool = False
     dropped: tuple[tuple[float, float], ...] = field(default=())
     text: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when at least one span was read."""
+        return bool(self.spans)
 
     def to_dict(self) -> dict:
         """A JSON-ready summary (for ``meta`` in prediction files)."""
@@ -62,7 +65,6 @@ _TIME = r"((?:\d+:)?\d+:\d{2}(?:\.\d+)?|\d+(?:\.\d+)?)"  # 1:02:03.5, 12:05, 12.
 _FRAME_WORD = r"(?:(?:frames?\s*(?:(?:number|no\.?|#)\s*)?|#\s*))"
 _SECOND_WORD = r"(?:(?:seconds?|secs?|timestamps?|time)\s*)"
 _SECOND_UNIT = r"(?:\s*(?:s|sec|secs|seconds?)\b)"
-_JOIN = r"\s*(?:to|until|till|through|thru|-|and)\s*"
 
 
 def _span_patterns(word: str, num: str, unit: str,
@@ -133,7 +135,7 @@ def _find_spans(text: str, tiers: Sequence[Sequence[re.Pattern[str]]], convert) 
 def _finish(text: str, spans: list[tuple[float, float]], low: float, high: float, what: str) -> ParsedAnswer:
     """Swap, clamp and drop out-of-range spans; turn 'nothing left' into a failure with a reason."""
     if not spans:
-        return ParsedAnswer((), False, f"no {what} span found in the answer", text=text)
+        return ParsedAnswer((), f"no {what} span found in the answer", text=text)
     kept, dropped = [], []
     swapped = clamped = False
     for start, end in spans:
@@ -149,9 +151,9 @@ def _finish(text: str, spans: list[tuple[float, float]], low: float, high: float
         if span not in kept:
             kept.append(span)
     if not kept:
-        return ParsedAnswer((), False, f"every span lies outside {what}s {_fmt(low)}-{_fmt(high)}",
+        return ParsedAnswer((), f"every span lies outside {what}s {_fmt(low)}-{_fmt(high)}",
                             swapped, clamped, tuple(dropped), text)
-    return ParsedAnswer(tuple(kept), True, None, swapped, clamped, tuple(dropped), text)
+    return ParsedAnswer(tuple(kept), None, swapped, clamped, tuple(dropped), text)
 
 
 def _fmt(value: float) -> str:
@@ -257,22 +259,25 @@ def parse_highlights(text: str, n_frames: int) -> np.ndarray:
     frame_at = head.find("frame")
     # The list follows the first "frame" ("highlight frames are in the 80, 81 frames"), or, when nothing
     # does, precedes it ("the highlights are in the 0, 2, 4 frames").
-    frames = _frame_list(head[frame_at:]) if frame_at >= 0 else []
-    if not frames:
-        frames = _frame_list(head)
     scores = [float(m.group(1)) for m in _SCORE_ITEM.finditer(tail)]
+    frames = _frame_list(head[frame_at:], len(scores)) if frame_at >= 0 else []
+    if not frames:
+        frames = _frame_list(head, len(scores))
     if not frames or not scores:
         raise ParseError(f"highlight answer lists {len(frames)} frames and {len(scores)} scores; need both")
     return _saliency(list(zip(frames, scores, strict=False)), n_frames)
 
 
-def _frame_list(text: str) -> list[int]:
-    """Every frame number of a list of integers and ``a-b`` ranges, in order."""
+def _frame_list(text: str, most: int) -> list[int]:
+    """The first ``most`` frame numbers of a list of integers and ``a-b`` ranges, in order (a range in the
+    answer is expanded only as far as there are scores to pair with: "0-999999999" costs nothing)."""
     frames: list[int] = []
     for match in _FRAME_LIST_ITEM.finditer(text):
+        if len(frames) >= most:
+            break
         first = int(match.group(1))
         last = int(match.group(2)) if match.group(2) else first
-        frames += range(first, last + 1) if last >= first else [first]
+        frames += range(first, min(last, first + most - len(frames) - 1) + 1) if last >= first else [first]
     return frames
 
 
