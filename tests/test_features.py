@@ -111,6 +111,11 @@ def test_extract_errors(cfr_video, encoder, tmp_path):
             extract_features(cfr_video, encoder, dedup_threshold=bad, progress=False)
     with pytest.raises(VideoError, match="file not found"):
         extract_features(tmp_path / "missing.mp4", encoder, progress=False)
+    for bad in ("abc", [3]):
+        with pytest.raises(InputError, match="fps must be a positive number"):
+            extract_features(cfr_video, encoder, fps=bad, progress=False)
+        with pytest.raises(InputError, match="fps must be a positive number"):
+            FeatureCache(tmp_path / "cache").get_or_extract(cfr_video, encoder, fps=bad, progress=False)
 
     class BrokenEncoder(MeanColorEncoder):
         def encode_images(self, frames):

@@ -29,7 +29,7 @@ import numpy as np
 import tfvtg
 from tfvtg.encoders.base import Encoder
 from tfvtg.errors import InputError, ModelError
-from tfvtg.video import sample_frames
+from tfvtg.video import check_fps, sample_frames
 
 T = TypeVar("T")
 
@@ -455,7 +455,7 @@ def extract_features(
     Raises:
         InputError: bad arguments. VideoError: the video cannot be decoded. ModelError: bad encoder output.
     """
-    fps = float(encoder.config.default_fps if fps is None else fps)
+    fps = check_fps(encoder.config.default_fps if fps is None else fps)
     if dedup_threshold is not None:
         t = dedup_threshold
         ok = isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t >= 0
@@ -632,7 +632,7 @@ class FeatureCache:
 
         A cache directory that cannot be written is logged as a warning; the features are returned uncached.
         """
-        fps = float(encoder.config.default_fps if fps is None else fps)
+        fps = check_fps(encoder.config.default_fps if fps is None else fps)
         name = encoder.config.name
         cached = self.get(video, name, fps, mode, dedup_threshold)
         if cached is not None:

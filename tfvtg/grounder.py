@@ -32,7 +32,7 @@ from tfvtg.decompose import Decomposition
 from tfvtg.errors import InputError, VideoError
 from tfvtg.localize import PROFILES
 from tfvtg.moment import Moment
-from tfvtg.video import MAX_FPS
+from tfvtg.video import check_fps
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -220,9 +220,7 @@ class Grounder:
             raise InputError("empty model name; use blip2-coco, blip2, a hub id or a local directory")
         self.device = device
         self.dtype = dtype
-        self.fps = _positive_or_none(fps, "fps")
-        if self.fps is not None and self.fps > MAX_FPS:
-            raise InputError(f"fps must be at most {MAX_FPS:g} samples per second, got {self.fps:g}")
+        self.fps = None if fps is None else check_fps(fps)
         self.profile = _check_choice(profile, PROFILES, "profile")
         self.preset = "auto" if str(preset).strip().lower() == "auto" else resolve_preset(str(preset))
         self.stride_seconds = _positive_or_none(stride_seconds, "stride_seconds")

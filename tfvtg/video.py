@@ -44,6 +44,7 @@ __all__ = [
     "reference_indices",
     "SAMPLING_MODES",
     "VIDEO_SUFFIXES",
+    "check_fps",
 ]
 
 logger = logging.getLogger("tfvtg.video")
@@ -176,15 +177,21 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     return VideoInfo(name, width, height, fps, duration, frame_count, rotation, codec)
 
 
-def _validate(fps: float, size: tuple[int, int] | None, mode: str) -> tuple[float, tuple[int, int] | None]:
+def check_fps(fps: Any) -> float:
+    """``fps`` as a float: a finite sampling rate in (0, `MAX_FPS`]; else an `InputError` saying so."""
     try:
-        fps = float(fps)
+        value = float(fps)
     except (TypeError, ValueError):
         raise InputError(f"fps must be a positive number, got {fps!r}") from None
-    if not (math.isfinite(fps) and fps > 0):
+    if not (math.isfinite(value) and value > 0):
         raise InputError(f"fps must be a positive number, got {fps!r}")
-    if fps > MAX_FPS:
+    if value > MAX_FPS:
         raise InputError(f"fps must be at most {MAX_FPS:g} samples per second, got {fps!r}")
+    return value
+
+
+def _validate(fps: float, size: tuple[int, int] | None, mode: str) -> tuple[float, tuple[int, int] | None]:
+    fps = check_fps(fps)
     if size is not None:
         ok = (
             isinstance(size, (tuple, list))
