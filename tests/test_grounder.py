@@ -320,6 +320,8 @@ def test_bad_inputs(tiny_blip2_dir, tiny_encoder, tiny_features, tmp_path) -> No
         Grounder(fps=1e308)  # refused before any decoding (it used to overflow there)
     with pytest.raises(InputError, match="fps must be a positive number, got 'abc'"):
         Grounder(fps="abc")  # not a bare ValueError from float()
+    with pytest.raises(InputError, match="stride_seconds must be a positive number, got 'x'"):
+        Grounder(stride_seconds="x")
     with pytest.raises(ModelError, match="unknown encoder"):
         _grounder("no-such-model", tmp_path).ground(features, QUERY)
 

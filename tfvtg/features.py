@@ -608,7 +608,10 @@ class FeatureCache:
         dedup_threshold: float | None = None,
     ) -> VideoFeatures | None:
         """Cached features, or None when absent or unreadable (logged as a warning)."""
-        path = self.path_for(video, encoder_name, fps, mode, dedup_threshold)
+        return self._load(self.path_for(video, encoder_name, fps, mode, dedup_threshold), encoder_name, fps)
+
+    @staticmethod
+    def _load(path: Path, encoder_name: str, fps: float) -> VideoFeatures | None:
         if not path.is_file():
             return None
         try:
@@ -634,7 +637,10 @@ class FeatureCache:
         """
         fps = check_fps(encoder.config.default_fps if fps is None else fps)
         name = encoder.config.name
-        cached = self.get(video, name, fps, mode, dedup_threshold)
+        # The key (path, size, mtime) is taken once, before the extraction: a file rewritten meanwhile must
+        # not get the old content's features under its new key.
+        target = self.path_for(video, name, fps, mode, dedup_threshold)
+        cached = self._load(target, name, fps)
         if cached is not None:
             logger.debug("feature cache hit for %s", video)
             return cached
@@ -647,7 +653,6 @@ class FeatureCache:
             dedup_threshold=dedup_threshold,
             progress=progress,
         )
-        target = self.path_for(video, name, fps, mode, dedup_threshold)
         try:
             features.save(target)
         except OSError as exc:  # the features are in hand: a cache that cannot be written only costs speed

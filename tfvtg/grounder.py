@@ -18,6 +18,7 @@ The flow is recorded in ``GroundingResult.meta["method"]``.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections import OrderedDict
@@ -137,10 +138,13 @@ def _check_choice(value: str, choices: Sequence[str], what: str) -> str:
 def _positive_or_none(value: float | None, what: str) -> float | None:
     if value is None:
         return None
-    value = float(value)
-    if not np.isfinite(value) or value <= 0:
-        raise InputError(f"{what} must be a positive number, got {value}")
-    return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number <= 0:
+        raise InputError(f"{what} must be a positive number, got {value!r}")
+    return number
 
 
 def check_query(query: Any) -> str:
