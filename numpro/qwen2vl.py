@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tfvtg.errors import InputError, ModelError
+from tfvtg.errors import InputError, ModelError, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -157,7 +157,7 @@ class Qwen2VLBackend:
         try:
             model = model.to(device).eval()
         except RuntimeError as exc:  # e.g. CUDA out of memory
-            raise ModelError(f"cannot move {self.model_id} to {device}: {exc}".splitlines()[0]) from exc
+            raise ModelError(f"cannot move {self.model_id} to {device}: {first_line(exc)}") from exc
         self._load_processor(source)
         self._model = model
         self._model_type = model_type
@@ -189,7 +189,7 @@ class Qwen2VLBackend:
         except OSError as exc:
             if Path(self.model_id).expanduser().is_dir():
                 raise ModelError(
-                    f"cannot load the {what} of {self.model_id}: {str(exc).splitlines()[0]}; "
+                    f"cannot load the {what} of {self.model_id}: {first_line(exc)}; "
                     "the directory must hold a complete Hugging Face checkpoint (config, weights, tokenizer)"
                 ) from exc
             raise ModelError(
@@ -199,7 +199,7 @@ class Qwen2VLBackend:
             ) from exc
         except ValueError as exc:
             raise ModelError(
-                f"cannot load the {what} of {self.model_id}: {str(exc).splitlines()[0]}; "
+                f"cannot load the {what} of {self.model_id}: {first_line(exc)}; "
                 "a newer transformers may be needed (pip install -U transformers)"
             ) from exc
         except Exception as exc:

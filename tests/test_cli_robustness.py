@@ -262,3 +262,12 @@ def test_ctrl_c_during_a_run_exits_130_without_traceback(work, tmp_path):
     assert process.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "interrupted" and "Traceback" not in stderr
     assert stdout == ""
+
+
+def test_library_messages_quoted_on_one_line_even_when_empty():
+    from tfvtg.errors import first_line, one_line
+
+    assert one_line(ValueError("bad\n  header\tbytes")) == "bad header bytes"
+    assert first_line(RuntimeError("  out of memory\ntraceback details\n")) == "out of memory"
+    # An exception with no message is named by its type (Qwen2-VL's loader used to raise IndexError here).
+    assert one_line(OSError()) == "OSError" and first_line(ValueError()) == "ValueError"

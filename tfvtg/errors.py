@@ -6,7 +6,18 @@ exits non-zero. Anything else escaping the toolkit is a bug.
 
 from __future__ import annotations
 
-__all__ = ["TfvtgError", "InputError", "VideoError", "ModelError", "LLMError"]
+__all__ = ["TfvtgError", "InputError", "VideoError", "ModelError", "LLMError", "first_line", "one_line"]
+
+
+def one_line(exc: BaseException) -> str:
+    """A library exception's message on one line (white space collapsed), for quoting in an error message."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of a library exception's message (long multi-line reports shortened to their gist)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 class TfvtgError(Exception):

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tfvtg.errors import InputError
+from tfvtg.errors import InputError, one_line
 
 if TYPE_CHECKING:
     from tfvtg.datasets import GroundingQuery
@@ -225,7 +225,7 @@ def _npy_shape(path: Path) -> tuple[int, ...]:
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:  # object arrays (pickle), a damaged header, or a truncated file
-        raise InputError(f"cannot read {path}: {' '.join(str(exc).split())}") from None
+        raise InputError(f"cannot read {path}: {one_line(exc)}") from None
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.floating):

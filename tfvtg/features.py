@@ -28,7 +28,7 @@ import numpy as np
 
 import tfvtg
 from tfvtg.encoders.base import Encoder
-from tfvtg.errors import InputError, ModelError
+from tfvtg.errors import InputError, ModelError, one_line
 from tfvtg.video import check_fps, sample_frames
 
 T = TypeVar("T")
@@ -163,7 +163,7 @@ class VideoFeatures:
         try:
             tensors = load(data)
         except Exception as exc:  # safetensors raises its own SafetensorError on damaged data
-            raise InputError(f"cannot read feature file {path}: {' '.join(str(exc).split())}") from None
+            raise InputError(f"cannot read feature file {path}: {one_line(exc)}") from None
         if set(tensors) != {"features", "timestamps"}:
             raise InputError(f"cannot read feature file {path}: expected tensors features and timestamps")
         try:
@@ -222,7 +222,7 @@ class VideoFeatures:
         try:
             array = np.load(path, allow_pickle=False)
         except ValueError as exc:  # object arrays need pickle: refused
-            raise InputError(f"cannot read {path}: {' '.join(str(exc).split())}") from None
+            raise InputError(f"cannot read {path}: {one_line(exc)}") from None
         except OSError as exc:
             raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
         if not isinstance(array, np.ndarray):

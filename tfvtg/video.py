@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from tfvtg.errors import InputError, VideoError
+from tfvtg.errors import InputError, VideoError, one_line
 
 __all__ = [
     "MAX_FPS",
@@ -116,15 +116,11 @@ def _open(name: str) -> tuple[Any, Any]:
     except av.error.InvalidDataError:
         raise VideoError(f"cannot open {name}: not a media file (or its header is damaged)") from None
     except (av.error.FFmpegError, OSError) as exc:
-        raise VideoError(f"cannot open {name}: {_one_line(exc)}") from None
+        raise VideoError(f"cannot open {name}: {one_line(exc)}") from None
     if not container.streams.video:
         container.close()
         raise VideoError(f"cannot decode {name}: no video stream found")
     return container, container.streams.video[0]
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _rotation_quarters(degrees: float) -> int:
@@ -433,7 +429,7 @@ class FrameStream:
                 self._corrupt(exc, "decoding")
                 continue
             except av.error.FFmpegError as exc:
-                raise VideoError(f"cannot decode {self.path}: {_one_line(exc)}") from None
+                raise VideoError(f"cannot decode {self.path}: {one_line(exc)}") from None
             for frame in frames:
                 yield frame, key
 
@@ -464,7 +460,7 @@ class FrameStream:
                 container.seek(origin + math.floor(aim * den / num + 0.5), stream=stream, backward=True,
                                any_frame=False)
             except av.error.FFmpegError as exc:
-                raise _SeekFailed(f"seek refused: {_one_line(exc)}") from None
+                raise _SeekFailed(f"seek refused: {one_line(exc)}") from None
             frames = self._frames(container, stream)
             landed = None
             for frame, key in frames:
@@ -492,9 +488,9 @@ class FrameStream:
     def _corrupt(self, exc: BaseException, doing: str) -> None:
         self.corrupt_packets += 1
         if self.strict:
-            raise VideoError(f"cannot decode {self.path}: corrupt data while {doing} ({_one_line(exc)})")
+            raise VideoError(f"cannot decode {self.path}: corrupt data while {doing} ({one_line(exc)})")
         if self.corrupt_packets <= _MAX_CORRUPT_WARNINGS:
-            logger.warning("%s: skipping corrupt packet while %s: %s", self.path, doing, _one_line(exc))
+            logger.warning("%s: skipping corrupt packet while %s: %s", self.path, doing, one_line(exc))
 
     def _check_truncation(self) -> None:
         declared = self.info.duration

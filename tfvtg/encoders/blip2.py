@@ -28,7 +28,7 @@ import numpy as np
 
 from tfvtg.device import resolve_device, resolve_dtype
 from tfvtg.encoders.base import EncoderConfig, max_cosine_similarity
-from tfvtg.errors import InputError, ModelError
+from tfvtg.errors import InputError, ModelError, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -295,7 +295,7 @@ def _load_parts_once(
     except OSError as exc:
         if probe:
             raise _NotCached(f"cannot load {source}: not in the Hugging Face cache") from exc
-        detail = f" ({_first_line(exc)})" if is_dir else ""  # e.g. a config.json that is not valid JSON
+        detail = f" ({first_line(exc)})" if is_dir else ""  # e.g. a config.json that is not valid JSON
         raise ModelError(f"cannot load {source}: {missing}{detail}; {hint}") from exc
     config = _retrieval_config(source, config_dict)
     try:
@@ -312,10 +312,10 @@ def _load_parts_once(
     except OSError as exc:
         if probe:
             raise _NotCached(f"cannot load {source}: not fully in the Hugging Face cache") from exc
-        raise ModelError(f"cannot load {source}: {missing} ({_first_line(exc)}); {hint}") from exc
+        raise ModelError(f"cannot load {source}: {missing} ({first_line(exc)}); {hint}") from exc
     except (ValueError, RuntimeError, KeyError, TypeError, SafetensorError) as exc:
         raise ModelError(
-            f"cannot load {source}: broken or incompatible checkpoint files ({_first_line(exc)}); "
+            f"cannot load {source}: broken or incompatible checkpoint files ({first_line(exc)}); "
             f"re-download it or re-save it with save_pretrained"
         ) from exc
     return model, image_processor, tokenizer
@@ -428,8 +428,3 @@ def _pointwise_lut(image_processor: Any, size: tuple[int, int]) -> np.ndarray | 
 
 def _env_true(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
