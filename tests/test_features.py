@@ -16,9 +16,10 @@ import pytest
 
 import tfvtg
 from tests.fixtures.videos import frame_pattern, make_video
+from tfvtg.atomic import write_atomic
 from tfvtg.encoders.base import Encoder, EncoderConfig, max_cosine_similarity
 from tfvtg.errors import InputError, ModelError, VideoError
-from tfvtg.features import FeatureCache, VideoFeatures, _atomic_write, extract_features, load_features
+from tfvtg.features import FeatureCache, VideoFeatures, extract_features, load_features
 from tfvtg.video import read_frames
 
 
@@ -335,7 +336,7 @@ def test_lazy_public_api():
 def test_atomic_write_cleans_up_on_failure(tmp_path):
     target = tmp_path / "x.safetensors"
     with pytest.raises(TypeError):
-        _atomic_write(target, object())  # type: ignore[arg-type]
+        write_atomic(target, object())  # type: ignore[arg-type]
     assert os.listdir(tmp_path) == []
 
 

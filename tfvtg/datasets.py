@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -234,27 +233,19 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[Mapping[str, Any]]) -
     Raises:
         InputError: a record that is not a mapping or holds a value JSON cannot represent.
     """
+    from tfvtg.atomic import write_atomic
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for i, record in enumerate(records):
-                if not isinstance(record, Mapping):
-                    raise InputError(f"{path.name}: record {i} is a {type(record).__name__}, not a mapping")
-                try:
-                    line = json.dumps(record, ensure_ascii=False, default=_json_default, allow_nan=False)
-                except (TypeError, ValueError) as exc:
-                    raise InputError(f"{path.name}: record {i} cannot be written as JSON: {exc}") from None
-                f.write(line)
-                f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private (0600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    lines = []
+    for i, record in enumerate(records):
+        if not isinstance(record, Mapping):
+            raise InputError(f"{path.name}: record {i} is a {type(record).__name__}, not a mapping")
+        try:
+            line = json.dumps(record, ensure_ascii=False, default=_json_default, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{path.name}: record {i} cannot be written as JSON: {exc}") from None
+        lines.append(line + "\n")
+    write_atomic(path, "".join(lines).encode("utf-8"))
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

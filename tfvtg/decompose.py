@@ -12,13 +12,11 @@ back to the plain query with a warning. `decompose_annotations` writes a dataset
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -611,20 +609,9 @@ def decompose(
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
     """Write JSON so that readers see the old file or the new one, never half of one (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, ensure_ascii=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private (0600)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    from tfvtg.atomic import write_atomic
+
+    write_atomic(path, json.dumps(data, ensure_ascii=False).encode("utf-8"))
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -9,14 +9,12 @@ The official TFVTG (T, 32, 256) ``.npy`` files load with `VideoFeatures.from_tfv
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
 import sys
-import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 import tfvtg
+from tfvtg.atomic import write_atomic
 from tfvtg.encoders.base import Encoder
 from tfvtg.errors import InputError, ModelError, one_line
 from tfvtg.video import check_fps, sample_frames
@@ -136,7 +135,7 @@ class VideoFeatures:
             "timestamps": np.ascontiguousarray(self.timestamps),
         }
         data = save(tensors, metadata={_META_KEY: json.dumps(self.metadata())})
-        return _atomic_write(Path(path), data)
+        return write_atomic(path, data)
 
     @classmethod
     def load(
@@ -329,24 +328,6 @@ def _read_metadata(data: bytes, path: Path, file_size: int | None = None) -> dic
             f"({'truncated' if size < expected else 'trailing data'}); extract it again"
         )
     return {**meta, "shape": shape}
-
-
-def _atomic_write(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a unique temp file in the same directory and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def load_features(path: str | os.PathLike, **kwargs: Any) -> VideoFeatures:
