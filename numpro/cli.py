@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from numpro.mllm import DETAILS, IMAGE_FORMATS
 from numpro.overlay import POSITIONS
 from numpro.parse import FrameIndex
 from tfvtg import __version__
@@ -68,9 +69,9 @@ _mllm_options = option_group(
     click.option("--mllm-base-url", default=None, metavar="URL",
                  help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 "
                       "[default: OPENAI_BASE_URL]."),
-    click.option("--detail", type=click.Choice(["low", "high", "auto", "none"]), default="low",
+    click.option("--detail", type=click.Choice(DETAILS), default="low",
                  show_default=True, help="Image detail for OpenAI models (none: leave the field out)."),
-    click.option("--image-format", type=click.Choice(["jpeg", "png"]), default="jpeg", show_default=True,
+    click.option("--image-format", type=click.Choice(IMAGE_FORMATS), default="jpeg", show_default=True,
                  help="How frames are sent to an endpoint."),
     click.option("--max-frames", type=click.IntRange(min=1), default=None,
                  help="Most frames per question; more are subsampled uniformly before numbering."),

@@ -291,7 +291,7 @@ class NumProGrounder:
         sampled = self.sample(video, times=times, duration=duration)
         frames, frame_times, duration = sampled.frames, sampled.times, sampled.duration
         keep = self._capped(len(frames))
-        frames, frame_times = np.array(frames[keep]), frame_times[keep]
+        frames, frame_times = frames[keep], frame_times[keep]  # a fresh copy (index array): drawn on
         overlay_numbers(frames, **self.overlay)
         prompt = load_prompt("numpro/highlight_detection").strip().replace("{query}", query)
         answer = self.mllm.answer(list(frames), prompt, times=frame_times)
@@ -403,7 +403,7 @@ class NumProGrounder:
              window: tuple[float, float]) -> PassDetails:
         """Cap, number (or label), ask, parse, and map the answer to seconds."""
         keep = self._capped(len(frames))
-        shown = np.array(frames[keep])  # a copy: numbers are drawn on it
+        shown = frames[keep]  # a fresh copy (index array): numbers are drawn on it
         times = np.asarray(times, dtype=np.float64)[keep]
         index = FrameIndex(times, end_time, self.end)
         prompt = self.prompt.replace("{query}", query)

@@ -701,7 +701,7 @@ def decompose_annotations(
     if not resume and out.exists():
         raise InputError(f"{out} exists; pass --resume to fill in its missing answers, or remove it")
     previous = (_read_previous(out) if resume else None) or {}
-    video_ids = list(annotations)[: limit if limit is not None else None]
+    video_ids = list(annotations)[:limit]
     records: dict[str, Any] = dict(previous)  # videos outside this run (--limit) are kept as they are
     todo: list[tuple[str, int, str]] = []
     summary = BatchSummary()
@@ -710,8 +710,9 @@ def decompose_annotations(
         sentences = list(record["sentences"])
         old = previous.get(vid)
         old_responses = old.get("response") if isinstance(old, dict) else None
-        if not (isinstance(old_responses, list) and old.get("sentences") == sentences):
-            old_responses = [{}] * len(sentences)  # new video, or its sentences changed: ask again
+        if not (isinstance(old_responses, list) and len(old_responses) == len(sentences)
+                and old.get("sentences") == sentences):
+            old_responses = [{}] * len(sentences)  # new video, sentences changed, or a short list: ask again
         record["response"] = [r if isinstance(r, dict) and r else {} for r in old_responses]
         records[vid] = record
         for index, sentence in enumerate(sentences):

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from tfvtg.errors import LLMError
+from tfvtg.errors import InputError, LLMError
 
 if TYPE_CHECKING:
     import openai
@@ -72,8 +72,6 @@ class LLMEndpoint:
     max_retries: int = 3
 
     def __post_init__(self) -> None:
-        from tfvtg.errors import InputError
-
         if not isinstance(self.model, str) or not self.model.strip():
             raise InputError("LLM model name is empty; pass --llm MODEL (or --llm none for no LLM)")
         if not self.timeout > 0:
@@ -141,9 +139,6 @@ class LLMEndpoint:
     def __getstate__(self) -> dict[str, Any]:
         # The cached client (sockets, locks) does not pickle; a copy builds its own.
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
 
 
 def chat(
