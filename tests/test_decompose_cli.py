@@ -213,6 +213,21 @@ def test_batch_limit_then_resume_keeps_other_videos(openai_server, capsys, tmp_p
     assert len(openai_server.requests) == 3
 
 
+def test_resume_asks_again_for_a_video_whose_response_list_is_short(openai_server, capsys, tmp_path):
+    openai_server.default = echo
+    annotations = make_annotations(tmp_path / "ann.json", videos=2, per_video=2)
+    out = tmp_path / "llm_outputs.json"
+    args = ["decompose", "--annotations", str(tmp_path / "ann.json"), "--out", str(out), "--llm",
+            "test-model", "--llm-base-url", openai_server.base_url, "--no-cache"]
+    assert run(capsys, *args)[0] == 0
+    edited = json.loads(out.read_text())
+    edited["V001"]["response"] = edited["V001"]["response"][:1]  # hand-edited: one answer short
+    out.write_text(json.dumps(edited))
+    assert run(capsys, *args, "--resume")[0] == 0
+    check_output(out, annotations)
+    assert len(openai_server.requests) == 6  # 4, then both sentences of V001 again
+
+
 def test_batch_stops_on_rejected_key_and_keeps_the_file(openai_server, capsys, tmp_path):
     openai_server.default = Reply(status=401, body={"error": {"message": "invalid key"}})
     annotations = make_annotations(tmp_path / "ann.json", videos=2, per_video=2)
