@@ -7,6 +7,7 @@ import json
 import pytest
 
 from tfvtg.decompose import Decomposition
+from tfvtg.pipeline import descriptions_for
 
 ANSWER = {
     "reasoning": "two actions, one after the other",
@@ -28,7 +29,7 @@ def test_reads_paraphrases_sub_events_and_relation():
     assert d.sub_events == (("A person runs to the window.",), ("A person looks out the window.",))
     assert d.relation == "sequentially" and d.source == "file" and not d.is_fallback
     assert d.main_descriptions[0] == "person runs to the window to look out."
-    assert len(d.descriptions()) == 5
+    assert len(descriptions_for(d.query, d)) == 5
 
 
 @pytest.mark.parametrize(

@@ -462,6 +462,7 @@ def test_damaged_cache_file_is_a_miss(tmp_path, own_video, caplog):
 
 
 def test_cache_root_from_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv("TFVTG_CACHE", str(tmp_path / "envcache"))
     assert FeatureCache().dir == tmp_path / "envcache" / "features"
     monkeypatch.delenv("TFVTG_CACHE")

@@ -90,13 +90,6 @@ class Decomposition:
         """The descriptions localised for the whole query: the query itself, then its paraphrases."""
         return ((self.query,) if self.query else ()) + self.paraphrases
 
-    def descriptions(self) -> list[str]:
-        """Every distinct description (main ones first, then sub-events), in first-use order."""
-        seen: dict[str, None] = {}
-        for text in self.main_descriptions + tuple(t for event in self.sub_events for t in event):
-            seen.setdefault(text, None)
-        return list(seen)
-
     @classmethod
     def from_tfvtg(
         cls, answer: Mapping[str, Any] | None, query: str = "", source: str = "file"

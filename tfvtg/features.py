@@ -526,7 +526,8 @@ class FeatureCache:
     are atomic, so concurrent extractions of one video leave one complete file; a damaged file is a miss.
 
     Args:
-        root: Cache root; default ``$TFVTG_CACHE`` or ``~/.cache/tfvtg``. Files go in ``<root>/features/``.
+        root: Cache root; default `tfvtg.cache.cache_root` (``$TFVTG_CACHE``, else ``$XDG_CACHE_HOME/tfvtg``,
+            else ``~/.cache/tfvtg``). Files go in ``<root>/features/``.
     """
 
     def __init__(self, root: str | os.PathLike | None = None) -> None:

@@ -313,8 +313,9 @@ def qvhighlights_mr_length_metrics(
     for name, length_range in ranges.items():
         lo, hi = _length_range(length_range)
         kept, bucket = _in_length_range(gt_windows, qids, lo, hi)
-        scores = _mr_scores(pred_by_qid, kept, bucket, max_pred_windows) if bucket else {"n": 0}
-        out.update({f"MR-{name}-{key}": value for key, value in scores.items() if key != "n"})
+        if bucket:
+            scores = _mr_scores(pred_by_qid, kept, bucket, max_pred_windows)
+            out.update({f"MR-{name}-{key}": value for key, value in scores.items() if key != "n"})
         out[f"MR-{name}-n"] = len(bucket)
     return out
 
