@@ -17,7 +17,6 @@ Two options beyond the paper:
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -372,10 +371,10 @@ class NumProGrounder:
         falls outside that band (and the frames kept miss some of N's), a second pass keeps exactly
         `cap_indices(N, cap)` (logged at debug level).
         """
-        from tfvtg.video import sample_frames
+        from tfvtg.video import expected_samples, sample_frames
 
         stream = sample_frames(path, self.fps, self.size, mode=self.sampling)
-        expected = _expected_count(stream.info, self.fps, self.sampling)
+        expected = expected_samples(stream.info, self.fps, self.sampling)
         if expected is None:  # any count up to the cap: all its frames are shown
             lo, hi, wanted = 1, cap, np.arange(cap)
         else:
@@ -476,23 +475,6 @@ class NumProGrounder:
         if not kept:
             return np.empty((0, 1, 1, 3), np.uint8), np.empty(0), end_time
         return np.stack(kept), np.asarray(kept_times), min(end_time, duration)
-
-
-def _expected_count(info: Any, fps: float, mode: str) -> int | None:
-    """How many samples a full pass over a video declaring ``info`` should yield, or None if it declares too
-    little to tell.
-
-    Timestamp mode: the targets k / fps before the duration (at least one). Reference mode: the length of
-    `tfvtg.video.reference_indices` for the declared frame count (else duration x rate) and rate.
-    """
-    duration = info.duration
-    if mode == "reference":
-        count = info.frame_count or (round(duration * info.fps) if duration and info.fps else None)
-        rate = info.fps or (count / duration if count and duration else None)
-        return max(1, round(count / rate * fps)) if count and rate else None
-    if duration is None and info.frame_count and info.fps:
-        duration = info.frame_count / info.fps
-    return None if duration is None else max(1, math.ceil(duration * fps))
 
 
 def _keep_frames(stream: Any, wanted: np.ndarray,

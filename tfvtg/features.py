@@ -28,7 +28,7 @@ import tfvtg
 from tfvtg.atomic import write_atomic
 from tfvtg.encoders.base import Encoder
 from tfvtg.errors import InputError, ModelError, one_line
-from tfvtg.video import check_fps, sample_frames
+from tfvtg.video import check_fps, expected_samples, sample_frames
 
 T = TypeVar("T")
 
@@ -446,7 +446,7 @@ def extract_features(
     stream = sample_frames(video, fps, size=image_size, mode=mode, strict=strict)
     from tqdm import tqdm
 
-    expected = math.ceil(stream.info.duration * fps) if stream.info.duration else None
+    expected = expected_samples(stream.info, fps, mode)
     bar = tqdm(total=expected, unit="frame", desc="encoding", file=sys.stderr, disable=not progress)
     chunks: list[np.ndarray] = []
     times: list[np.ndarray] = []

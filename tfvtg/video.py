@@ -45,6 +45,7 @@ __all__ = [
     "SAMPLING_MODES",
     "VIDEO_SUFFIXES",
     "check_fps",
+    "expected_samples",
 ]
 
 logger = logging.getLogger("tfvtg.video")
@@ -616,14 +617,36 @@ class FrameStream:
         return count
 
 
+def _reference_count(frame_count: float, avg_fps: float, fps: float) -> int:
+    """How many frames the official extraction keeps: round(frame_count / avg_fps * fps), at least one."""
+    return max(1, round(frame_count / avg_fps * fps))
+
+
 def reference_indices(frame_count: int, avg_fps: float, fps: float) -> np.ndarray:
     """Frame indices the official TFVTG extraction keeps.
 
     n = round(frame_count / avg_fps * fps) (at least one) indices spread by
     ``linspace(0, frame_count - 1, n)``, rounded half to even as decord-based extraction does.
     """
-    n = max(1, round(frame_count / avg_fps * fps))
+    n = _reference_count(frame_count, avg_fps, fps)
     return np.linspace(0, frame_count - 1, n).round().astype(np.int64)
+
+
+def expected_samples(info: VideoInfo, fps: float, mode: str = "timestamp") -> int | None:
+    """How many samples a full pass over a video declaring ``info`` should yield; None if it declares too
+    little to tell. A prediction from the container's declarations: the decoded count can differ.
+
+    Timestamp mode: the targets k / fps before the duration (at least one). Reference mode: the length of
+    `reference_indices` for the declared frame count (else duration x rate) and rate.
+    """
+    duration = info.duration
+    if mode == "reference":
+        count = info.frame_count or (round(duration * info.fps) if duration and info.fps else None)
+        rate = info.fps or (count / duration if count and duration else None)
+        return _reference_count(count, rate, fps) if count and rate else None
+    if duration is None and info.frame_count and info.fps:
+        duration = info.frame_count / info.fps
+    return None if duration is None else max(1, math.ceil(duration * fps))
 
 
 def sample_frames(
