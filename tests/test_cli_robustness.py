@@ -175,7 +175,7 @@ def test_overlay_bad_output_settings(extra, code, needle, work, capsys):
     assert needle in err and "Traceback" not in err
 
 
-def test_overlay_mp4_whatever_the_name(work, tmp_path, capsys):
+def test_overlay_mp4_whatever_the_name(work, tmp_path):
     import av
 
     out = tmp_path / "numbered.png"  # --format mp4 decides the container, not the suffix (was a ValueError)
@@ -244,7 +244,7 @@ def test_user_side_failures_are_one_line(exc, code, last, capsys):
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith(last)
 
 
-def test_ctrl_c_during_a_run_exits_130_without_traceback(work, tmp_path):
+def test_ctrl_c_during_a_run_exits_130_without_traceback(tmp_path):
     clip = make_video(tmp_path / "long.mp4", n_frames=200, fps=10)  # 20 s: 20,000 numbered PNGs at 1000 fps
     out = tmp_path / "frames"
     process = subprocess.Popen(

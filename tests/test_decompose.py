@@ -381,7 +381,7 @@ def test_local_server_needs_no_key(openai_server, tmp_path, monkeypatch):
     assert openai_server.requests[0].headers["authorization"] == "Bearer EMPTY"
 
 
-def test_empty_query_is_an_error(tmp_path):
+def test_empty_query_is_an_error():
     with pytest.raises(InputError, match="query is empty"):
         decompose("  ", None)
 

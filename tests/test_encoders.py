@@ -28,8 +28,8 @@ def pattern_frames(n: int = 3, size: int = 32) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def encoder(tiny_blip2_dir: Path):
-    return create_encoder(str(tiny_blip2_dir), device="cpu")
+def encoder(tiny_encoder):
+    return tiny_encoder  # the session's copy, loaded the same way: create_encoder(dir, device="cpu")
 
 
 def itc_logits(encoder, frames: np.ndarray, texts: list[str]) -> np.ndarray:

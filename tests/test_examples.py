@@ -75,9 +75,10 @@ def test_ground_video_and_evaluate_charades_examples(
         )
         for name, args in runs.items()
     }
-    done = {name: (proc.wait(timeout=300), *proc.communicate()) for name, proc in procs.items()}
+    # communicate() reads both pipes while waiting: wait() first can deadlock once a pipe fills.
+    done = {name: (*proc.communicate(timeout=300), proc.returncode) for name, proc in procs.items()}
 
-    rc, out, err = done["ground"]
+    out, err, rc = done["ground"]
     assert rc == 0, err
     assert out.startswith(f"{cup_video}: 8.10 s, 25 frames at 3 fps")
     g = Grounder(str(tiny_blip2_dir), device="cpu", progress=False, use_cache=False)
@@ -88,7 +89,7 @@ def test_ground_video_and_evaluate_charades_examples(
             assert f"  {rank}. {m.start:6.2f} - {m.end:6.2f} s   score {m.score:.3f}" in out
     assert (tmp_path / "fig.png").read_bytes()[:4] == b"\x89PNG"
 
-    rc, out, err = done["evaluate"]
+    out, err, rc = done["evaluate"]
     assert rc == 0, err
     assert out.startswith("11 queries of 3 videos, full, profile default")
     assert "\nsimultaneously:\n" in out and "\nsingle-query:\n" in out

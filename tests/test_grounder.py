@@ -235,7 +235,7 @@ def test_llm_without_a_usable_answer_runs_the_full_flow_on_the_plain_query(
     )
 
 
-def test_no_llm_configured_means_no_request(tiny_blip2_dir, tmp_path, openai_server, monkeypatch) -> None:
+def test_no_llm_configured_means_no_request(tiny_blip2_dir, openai_server, monkeypatch) -> None:
     monkeypatch.setenv("OPENAI_BASE_URL", openai_server.base_url)
     assert not Grounder(str(tiny_blip2_dir), llm=None).llm_configured
     assert not Grounder(str(tiny_blip2_dir), llm="none").llm_configured
@@ -336,10 +336,10 @@ def test_features_from_another_model_are_refused_or_flagged(
         g.ground(other_size, QUERY)
     ours = g.encoder.config.name
     relabelled = dataclasses.replace(features, encoder="Salesforce/blip2-itm-vit-g")
-    if os.path.isabs(ours):  # a directory may hold the Hub weights: only a warning
-        with caplog.at_level(logging.WARNING, logger="tfvtg"):
-            g.ground(relabelled, QUERY)
-        assert "made by encoder 'Salesforce/blip2-itm-vit-g'" in caplog.text
+    assert os.path.isabs(ours)  # the tiny model is a directory, which may hold the Hub weights: a warning
+    with caplog.at_level(logging.WARNING, logger="tfvtg"):
+        g.ground(relabelled, QUERY)
+    assert "made by encoder 'Salesforce/blip2-itm-vit-g'" in caplog.text
     as_hub_model = copy.copy(tiny_encoder)  # the session's encoder under a Hub id (its own config only)
     as_hub_model.config = dataclasses.replace(tiny_encoder.config, name="Salesforce/blip2-itm-vit-g-coco")
     hub_grounder = _grounder(tiny_blip2_dir, tmp_path, as_hub_model)

@@ -223,8 +223,8 @@ def test_small_and_general_nms_paths_agree(monkeypatch):
         n = int(rng.integers(20, 60))  # at most ~240 candidates: the small path unless forced off
         curve = np.round(smooth_curve(rng, n), 2)  # rounding makes exact ties, which both must order alike
         small = localize(curve, 5, n // 2, top_k=8)
-        monkeypatch.setattr(module, "_SMALL_NMS", 0)
-        general = localize(curve, 5, n // 2, top_k=8)
-        monkeypatch.setattr(module, "_SMALL_NMS", 400)
+        with monkeypatch.context() as patch:
+            patch.setattr(module, "_SMALL_NMS", 0)
+            general = localize(curve, 5, n // 2, top_k=8)
         assert small.static_index.tolist() == general.static_index.tolist()
         assert small.end_index.tolist() == general.end_index.tolist()

@@ -156,7 +156,7 @@ def test_answer_decodes_only_the_new_tokens(backend):
     new = out[0, inputs.tensors["input_ids"].shape[1] :]
     expected = backend._tokenizer.decode(new, skip_special_tokens=True).strip()
     assert backend.answer(frames, PROMPT, times=[0.0, 1.0]) == expected
-    assert "assistant" not in expected or "assistant" in backend._tokenizer.decode(new)
+    assert backend.last_generated_tokens == len(new)
 
 
 def test_max_pixels_lowers_the_tokens_per_frame(tiny_qwen2vl_dir):

@@ -265,7 +265,7 @@ def test_late_window_decodes_fewer_frames_and_keeps_the_declared_duration(clips,
     assert not caplog.records  # a window that stops on purpose is not a truncated file
 
 
-def test_window_on_a_truncated_file(truncated_video, long_video, caplog):
+def test_window_on_a_truncated_file(truncated_video, caplog):
     with caplog.at_level(logging.WARNING, logger="tfvtg.video"):
         stream, got = windowed(truncated_video, 5.0, 0.5, 1.0)
     assert [pattern_index(f) for f, _ in got] == [15, 20]  # targets 0.6 and 0.8 s; 25 fps
