@@ -497,26 +497,19 @@ def _encode_dedup(
     last_feature: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, int]:
     """Encode only frames that differ from the last encoded one; the others copy its features."""
-    source = np.empty(len(frames), dtype=np.int64)  # index into this batch's encoded frames; -1: previous
     keep: list[int] = []
+    source = np.empty(len(frames), dtype=np.int64)  # row of `table`; -1: the last frame of an earlier batch
     for i, frame in enumerate(frames):
         current = frame.astype(np.int16)
-        if last_frame is not None and np.abs(current - last_frame).mean() < threshold:
-            source[i] = len(keep) - 1
-        else:
+        if last_frame is None or np.abs(current - last_frame).mean() >= threshold:
             keep.append(i)
-            source[i] = len(keep) - 1
             last_frame = current
-    encoded = _encode(encoder, frames[keep]) if keep else None
-    if encoded is None:
-        assert last_feature is not None  # the first frame of a video is always encoded
-        out = np.broadcast_to(last_feature, (len(frames), *last_feature.shape)).copy()
-    else:
-        out = np.empty((len(frames), *encoded.shape[1:]), dtype=np.float16)
-        for i, s in enumerate(source):
-            out[i] = encoded[s] if s >= 0 else last_feature
-        last_feature = encoded[-1]
-    return out, last_frame, last_feature, len(frames) - len(keep)
+        source[i] = len(keep) - 1
+    rows = [_encode(encoder, frames[keep])] if keep else []
+    if last_feature is not None:  # None only before the first frame of a video, which is always encoded
+        rows.append(last_feature[None])
+    table = np.concatenate(rows)
+    return table[source], last_frame, table[len(keep) - 1], len(frames) - len(keep)
 
 
 class FeatureCache:
