@@ -319,19 +319,20 @@ class FrameStream:
         """Yield ``(frames, times)``: (B, H, W, 3) uint8 and (B,) float64; B = batch_size but the last."""
         if not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
             raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
-        buf: np.ndarray | None = None
-        times = np.empty(batch_size, dtype=np.float64)
+        buf: np.ndarray | None = None  # a fresh array per batch: a yielded batch is the caller's to keep
+        times = np.empty(0)
         n = 0
         for frame, t in self:
             if buf is None:
                 buf = np.empty((batch_size, *frame.shape), dtype=np.uint8)
+                times = np.empty(batch_size, dtype=np.float64)
             buf[n] = frame
             times[n] = t
             n += 1
             if n == batch_size:
-                yield buf.copy(), times.copy()
-                n = 0
-        if n and buf is not None:
+                yield buf, times
+                buf, n = None, 0
+        if buf is not None:
             yield buf[:n].copy(), times[:n].copy()
 
     # -- decoding -------------------------------------------------------------------------------------------

@@ -102,14 +102,14 @@ def create_encoder(
             retrieval checkpoint, or out of memory; the message says what to do.
         InputError: An unknown device or dtype name.
     """
-    source, is_dir = resolve_name(name_or_path)
+    source, _ = resolve_name(name_or_path)
     from tfvtg.encoders.blip2 import Blip2Encoder
 
-    return Blip2Encoder.from_pretrained(
+    return Blip2Encoder.from_pretrained(  # a directory is always read offline there
         source,
         device=device,
         dtype=dtype,
         batch_size=batch_size,
         cache_dir=cache_dir,
-        local_files_only=True if is_dir else local_files_only,
+        local_files_only=local_files_only,
     )
