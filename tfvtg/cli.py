@@ -15,6 +15,7 @@ import click
 from tfvtg import __version__
 from tfvtg.console import MAX_FPS, check_output_path, option_group, run_group, verbose_option, writing
 from tfvtg.datasets import DATASETS
+from tfvtg.encoders import DEFAULT_ENCODER
 from tfvtg.errors import InputError, VideoError
 from tfvtg.evaluate import FEATURE_FORMATS
 from tfvtg.localize import PRESETS, PROFILES
@@ -38,7 +39,7 @@ def cli() -> None:
 
 
 _encoder_options = option_group(
-    click.option("--model", default="blip2-coco", show_default=True,
+    click.option("--model", default=DEFAULT_ENCODER, show_default=True,
                  help="Encoder: blip2-coco (the paper's), blip2, a Hugging Face id or a model directory."),
     click.option("--device", default="auto", show_default=True,
                  help="auto (cuda, mps, cpu), cpu, cuda, cuda:N, mps."),
@@ -357,7 +358,7 @@ def extract(videos: tuple[Path, ...], out_dir: Path, shard: str | None, skip_exi
 @click.option("--top-k", type=click.IntRange(min=1), default=None,
               help="Windows per prediction [default: 5; 7 for qvhighlights].")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
-@click.option("--model", default="blip2-coco", show_default=True,
+@click.option("--model", default=DEFAULT_ENCODER, show_default=True,
               help="Text encoder (the one that made the features).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N, mps.")
 @click.option("--dtype", default=None, help="float32, float16 or bfloat16.")

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tfvtg.encoders import DEFAULT_ENCODER
 from tfvtg.errors import InputError, one_line
 
 if TYPE_CHECKING:
@@ -167,7 +168,7 @@ def check_feature_files(
     paths: Sequence[str | os.PathLike[str]],
     feature_format: str = "tfvtg",
     *,
-    model: str = "blip2-coco",
+    model: str = DEFAULT_ENCODER,
     grounder: Grounder | None = None,
 ) -> None:
     """Check feature files cheaply before a model is loaded: headers only, never the tensors.
@@ -297,7 +298,7 @@ def evaluate(
     feature_format: str = "tfvtg",
     llm_outputs: str | os.PathLike[str] | None = None,
     profile: str = "default",
-    model: str = "blip2-coco",
+    model: str = DEFAULT_ENCODER,
     device: str = "auto",
     dtype: str | None = None,
     grounder: Grounder | None = None,

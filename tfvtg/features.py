@@ -26,6 +26,7 @@ import numpy as np
 
 import tfvtg
 from tfvtg.atomic import write_atomic
+from tfvtg.encoders import DEFAULT_ENCODER
 from tfvtg.encoders.base import Encoder
 from tfvtg.errors import InputError, ModelError, one_line
 from tfvtg.video import check_fps, expected_samples, sample_frames
@@ -49,7 +50,7 @@ FORMAT = "tfvtg.features"
 FORMAT_VERSION = 1
 _META_KEY = "tfvtg"
 # Encoder and image size of the official feature files (LAVIS BLIP-2 ITM "coco").
-_TFVTG_NPY_ENCODER = "blip2-coco"
+_TFVTG_NPY_ENCODER = DEFAULT_ENCODER
 _TFVTG_NPY_IMAGE_SIZE = (364, 364)
 
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tfvtg.decompose import Decomposition
+from tfvtg.encoders import DEFAULT_ENCODER
 from tfvtg.errors import InputError, VideoError
 from tfvtg.localize import PROFILES
 from tfvtg.moment import Moment
@@ -200,7 +201,7 @@ class Grounder:
 
     def __init__(
         self,
-        model: str | os.PathLike[str] = "blip2-coco",
+        model: str | os.PathLike[str] = DEFAULT_ENCODER,
         *,
         device: str = "auto",
         dtype: str | None = None,
