@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from clips import make_clip  # noqa: E402
 
+from tfvtg.cache import cache_root  # noqa: E402
 from tfvtg.video import probe_video, sample_frames  # noqa: E402
 
 WIDTH, HEIGHT, FPS, SAMPLE_FPS = 640, 360, 30, 3.0
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=None, help="where the clip is written (default: cache)")
     args = parser.parse_args(argv)
 
-    root = args.dir or Path(os.environ.get("TFVTG_CACHE") or Path.home() / ".cache" / "tfvtg") / "bench"
+    root = args.dir or cache_root() / "bench"
     root.mkdir(parents=True, exist_ok=True)
     clip = root / f"decode_{WIDTH}x{HEIGHT}_{args.seconds}s_{FPS}fps_g{args.gop}.mp4"
     t0 = time.perf_counter()

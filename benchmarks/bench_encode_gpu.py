@@ -275,13 +275,12 @@ def main(argv: list[str] | None = None) -> int:
                 del encoders[dtype], encoder
                 torch.cuda.empty_cache()
 
-        base = next((r[2] for r in rows if r[0] == "float32" and r[2]), None) or next(
-            r[2] for r in rows if r[2]
-        )
+        measured = [r for r in rows if r[2]]
+        base_row = next((r for r in measured if r[0] == "float32"), measured[0])
+        base = base_row[2]
         print(
-            f"\n1. encode only (host uint8 at model size -> features); ratio vs "
-            f"{'float32' if any(r[0] == 'float32' and r[2] for r in rows) else 'first row'} batch "
-            f"{args.batch_sizes[0]}"
+            f"\n1. encode only (host uint8 at model size -> features); ratio vs {base_row[0]} batch "
+            f"{base_row[1]}"
         )
         print(
             f"{'dtype':<10} {'batch':>5} {'frames/s':>10} {'TFLOP/s':>9} {'MFU(bf16 peak)':>15} "

@@ -1,8 +1,8 @@
 """Memory of `NumProGrounder.sample` on a long video with a frame cap: full read then cap vs streaming.
 
-Writes (once, into the cache directory) a 640x360 25 fps H.264 clip of 10 minutes with moving content (the
-generator of ``bench_window.py``), and a raw H.264 copy of it (no declared duration: the streaming path cannot
-predict the sample count and takes a second pass). Then samples it at 1 fps, resized to 336x336, as NumPro
+Writes (once, into the cache directory) a 640x360 25 fps H.264 clip of 10 minutes with moving content
+(``clips.make_clip``), and a raw H.264 copy of it (no declared duration: the streaming path cannot predict the
+sample count and takes a second pass). Then samples it at 1 fps, resized to 336x336, as NumPro
 does, with a cap of 64 frames:
 
 - full read (baseline): what `sample` did before: ``read_frames`` (every sample held, then stacked), then
