@@ -271,3 +271,13 @@ def test_library_messages_quoted_on_one_line_even_when_empty():
     assert first_line(RuntimeError("  out of memory\ntraceback details\n")) == "out of memory"
     # An exception with no message is named by its type (Qwen2-VL's loader used to raise IndexError here).
     assert one_line(OSError()) == "OSError" and first_line(ValueError()) == "ValueError"
+
+
+def test_console_lowercases_levels_without_touching_the_shared_record():
+    import logging
+
+    from tfvtg.console import _LowercaseLevel
+
+    record = logging.LogRecord("tfvtg", logging.WARNING, __file__, 1, "careful", None, None)
+    assert _LowercaseLevel("%(levelname)s: %(message)s").format(record) == "warning: careful"
+    assert record.levelname == "WARNING"
