@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -27,15 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from blip2_random import random_blip2_encoder, vision_flops_per_frame  # noqa: E402
-
-
-def _timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from timing import median_seconds  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,18 +62,18 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for batch in args.batch_sizes:
         encoder.batch_size = batch
-        seconds = _timed(lambda b=batch: encoder.encode_images(frames[:b]), args.repeats)
+        seconds = median_seconds(lambda b=batch: encoder.encode_images(frames[:b]), args.repeats)
         rows.append((f"image, batch {batch}", seconds / batch, "frame", flops * batch / seconds / 1e9))
 
     big = rng.integers(0, 256, (8, 360, 640, 3), dtype=np.uint8)
-    resize = _timed(lambda: encoder.preprocess(big), max(3, args.repeats)) / len(big)
+    resize = median_seconds(lambda: encoder.preprocess(big), max(3, args.repeats)) / len(big)
     rows.append(("resize 640x360 -> model size", resize, "frame", None))
 
     text = "a person opens the door and walks into the kitchen"
     encoder.encode_texts([text])  # warm-up
-    one = _timed(lambda: encoder.encode_texts([text]), max(5, args.repeats))
+    one = median_seconds(lambda: encoder.encode_texts([text]), max(5, args.repeats))
     rows.append(("text, batch 1", one, "description", None))
-    eight = _timed(lambda: encoder.encode_texts([text] * 8), max(3, args.repeats)) / 8
+    eight = median_seconds(lambda: encoder.encode_texts([text] * 8), max(3, args.repeats)) / 8
     rows.append(("text, batch 8", eight, "description", None))
 
     base = rows[0][1]

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import official_tfvtg as official  # noqa: E402
+from timing import median_seconds  # noqa: E402
 
 from tfvtg.localize import PRESETS, localize  # noqa: E402
 
@@ -37,16 +36,6 @@ def curve(n: int, seed: int = 0) -> np.ndarray:
         centre, half = rng.integers(0, n), rng.integers(5, 60)
         base[max(0, centre - half) : centre + half] += rng.uniform(0.05, 0.2)
     return base
-
-
-def timed(fn, repeat: int) -> float:
-    """Median seconds of ``repeat`` calls."""
-    runs = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - start)
-    return statistics.median(runs)
 
 
 def main() -> None:
@@ -78,10 +67,10 @@ def main() -> None:
             windows = sum(n - length + 1 for length in range(stride, min(n, max_stride) + 1, stride))
             slow_repeat = max(1, min(args.repeat, int(2e5 // windows)))
             expected = official.generate_proposal(x, stride, max_stride)[:10]
-            baseline = timed(
+            baseline = median_seconds(
                 lambda x=x, s=stride, m=max_stride: official.generate_proposal(x, s, m), slow_repeat
             )
-            ours = timed(
+            ours = median_seconds(
                 lambda x=x, s=stride, m=max_stride: localize(x, s, m, profile="reference"), args.repeat
             )
             got = localize(x, stride, max_stride, profile="reference")
@@ -92,7 +81,7 @@ def main() -> None:
             torch_time, torch_col, torch_ratio = float("nan"), "-", "-"
             if not args.no_torch:
                 torch_rows = official.generate_proposal_torch(x, stride, max_stride)[:10]
-                torch_time = timed(
+                torch_time = median_seconds(
                     lambda x=x, s=stride, m=max_stride: official.generate_proposal_torch(x, s, m),
                     max(1, min(5, slow_repeat)),
                 )

@@ -12,11 +12,10 @@ repeats for each case and the ratio ours / reference.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+from timing import median_seconds
 
 from numpro.overlay import find_font, overlay_numbers
 
@@ -32,15 +31,6 @@ def reference_overlay(frame_bgr: np.ndarray, number: int, font_path: str, font_s
     w, h = right - left, bottom - top
     draw.text((image.width - w, image.height - h - h / 3), text, fill="red", font=font)
     return np.ascontiguousarray(np.asarray(image)[..., ::-1])
-
-
-def _time(fn, repeats: int) -> float:
-    runs = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - start)
-    return statistics.median(runs)
 
 
 def main() -> None:
@@ -70,9 +60,9 @@ def main() -> None:
             module._painter.cache_clear()
             run_ours()
 
-        t_ref = _time(run_reference, args.repeats)
-        t_cold = _time(run_ours_cold, args.repeats)
-        t_warm = _time(run_ours, args.repeats)
+        t_ref = median_seconds(run_reference, args.repeats)
+        t_cold = median_seconds(run_ours_cold, args.repeats)
+        t_warm = median_seconds(run_ours, args.repeats)
         n = args.frames
         print(f"{width:>4}x{height:<4} | {n / t_ref:>13,.0f} | {n / t_cold:>10,.0f} | {n / t_warm:>15,.0f} | "
               f"{t_ref / t_cold:>5.1f}x | {t_ref / t_warm:.1f}x")
