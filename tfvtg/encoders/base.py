@@ -30,6 +30,10 @@ class EncoderConfig:
         embed_dim: D, the dimension of image tokens and text embeddings.
         default_fps: Sampling rate the method uses with this encoder (3 for BLIP-2).
         mask_threshold: Activity mask threshold on the similarity curve (0.2 for BLIP-2 ITC cosine).
+        tag_mask_threshold: TAG's activity mask threshold (its code: 0.2 for BLIP-2, 0 for CLIP-like features;
+            docs/TAG-METHOD.md).
+        tag_temporal_coherence: Whether TAG clusters with its temporal-coherence k-means (BLIP-2) or plain
+            k-means (CLIP-like features), as its per-encoder configurations do.
     """
 
     name: str
@@ -40,6 +44,8 @@ class EncoderConfig:
     embed_dim: int
     default_fps: float = 3.0
     mask_threshold: float = 0.2
+    tag_mask_threshold: float = 0.2
+    tag_temporal_coherence: bool = True
 
 
 @runtime_checkable
