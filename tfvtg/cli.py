@@ -1,4 +1,4 @@
-"""The ``tfvtg`` command: ground, extract, decompose, evaluate, plot."""
+"""The ``tfvtg`` command: ground, extract, decompose, evaluate, plot, app."""
 
 from __future__ import annotations
 
@@ -512,6 +512,41 @@ def decompose(query: str | None, llm: str | None, llm_base_url: str | None, no_c
     finally:
         signal.signal(signal.SIGTERM, previous)
     click.echo(f"wrote {out_path}: {summary}")
+
+
+@cli.command()
+@verbose_option
+@click.option("--videos", "videos_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="A folder whose videos (recursively) the page can pick; only those.")
+@click.option("--mllm", default=None, metavar="MODEL",
+              help="The NumPro tab's multimodal LLM (OpenAI-compatible name, or qwen2-vl:PATH).")
+@click.option("--mllm-base-url", default=None, metavar="URL", help="The MLLM's OpenAI-compatible endpoint.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to serve on; anything but loopback prints a warning.")
+@click.option("--port", type=click.IntRange(0, 65535), default=7860, show_default=True, help="Port.")
+@click.option("--share", is_flag=True, help="Also open a public gradio.live link (off by default).")
+@click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=1024.0,
+              show_default=True, help="Largest upload accepted, in megabytes.")
+@_grounding_options
+@_encoder_options
+def app(videos_dir: Path | None, mllm: str | None, mllm_base_url: str | None, host: str, port: int,
+        share: bool, max_upload_mb: float, **options: Any) -> None:
+    """Serve a local web page to ground videos: upload or pick one, type queries, click a span to watch it.
+
+    Needs the [app] extra (pip install -e ".[app]"). Stop it with Ctrl-C; its uploads and temporary files
+    are removed then.
+
+    \b
+    Example:
+      tfvtg app --videos ~/videos --llm gpt-4o-mini --mllm gpt-4o
+    """
+    from tfvtg.app import GroundingApp, import_gradio
+
+    import_gradio()  # a missing extra is reported before the model loads
+    grounder = _make_grounder(options)
+    with GroundingApp(grounder, videos=videos_dir, mllm=mllm, mllm_base_url=mllm_base_url,
+                      top_k=options["top_k"], max_upload_mb=max_upload_mb) as page:
+        page.launch(host, port, share=share)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

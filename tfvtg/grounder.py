@@ -288,8 +288,11 @@ class Grounder:
         """Frame sampling: the official code's picks under the reference profile, real times otherwise."""
         return "reference" if self.profile == "reference" else "timestamp"
 
-    def encode_video(self, path: str | os.PathLike[str]) -> VideoFeatures:
+    def encode_video(self, path: str | os.PathLike[str], *, use_cache: bool | None = None) -> VideoFeatures:
         """Per-frame features of a video file, from the feature cache when it holds them.
+
+        ``use_cache=False`` keeps this video out of the on-disk cache (a temporary upload); None follows the
+        Grounder's ``use_cache``.
 
         Raises:
             VideoError: The file is missing or cannot be decoded.
@@ -303,7 +306,7 @@ class Grounder:
         if cached is not None:
             self._videos.move_to_end(key)
             return cached
-        features = self._extract(video)
+        features = self._extract(video, self.use_cache if use_cache is None else use_cache)
         self._videos[key] = features
         # Keep recent videos in memory up to a byte budget (an hour at 3 fps is ~180 MB), the newest always.
         def held() -> int:
@@ -313,13 +316,13 @@ class Grounder:
             self._videos.popitem(last=False)
         return features
 
-    def _extract(self, video: Path) -> VideoFeatures:
+    def _extract(self, video: Path, use_cache: bool) -> VideoFeatures:
         from tfvtg.features import FeatureCache, extract_features
 
         options = dict(fps=self.fps, mode=self.sampling_mode, batch_size=self.batch_size,
                        dedup_threshold=self.dedup_threshold, progress=self.progress)
         start = time.perf_counter()
-        if self.use_cache:
+        if use_cache:
             features = FeatureCache(self.cache_dir).get_or_extract(video, self.encoder, **options)
         else:
             features = extract_features(video, self.encoder, **options)
