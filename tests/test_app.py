@@ -280,3 +280,39 @@ def test_browser_upload_query_click_span_plays_it(served, shared_videos, tmp_pat
         assert screenshot.stat().st_size > 10_000
     finally:
         driver.quit()
+
+
+def test_cli_serves_the_page_and_cleans_up_when_killed(tiny_blip2_dir, shared_videos):
+    import re
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "tfvtg.cli", "app", "--model", str(tiny_blip2_dir), "--device", "cpu",
+               "--no-cache", "--videos", str(shared_videos), "--port", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, page = time.monotonic() + 120, None
+        while page is None and time.monotonic() < deadline and process.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+                    page = response.read().decode("utf-8", "replace")
+            except OSError:
+                time.sleep(0.5)
+        failed = process.stderr.read() if process.poll() is not None else "no page in 120 s"
+        assert page is not None and "tfvtg" in page, failed
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    folder = re.search(r"uploads and results in (\S+) until", err)
+    assert folder, err
+    assert not Path(folder.group(1)).exists()
+    assert "Traceback" not in err

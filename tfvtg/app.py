@@ -33,6 +33,7 @@ import ipaddress
 import logging
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -585,12 +586,22 @@ class GroundingApp:
             demo.close()
             raise InputError(f"cannot serve on {host}:{port}: {one_line(exc)}; try another --port") from None
         self.demo = demo
+        log.info("serving %s; uploads and results in %s until the app stops", url, self.workdir)
         if block:
+            previous = None
+            if threading.current_thread() is threading.main_thread():  # a kill cleans up as Ctrl-C does
+                previous = signal.signal(signal.SIGTERM, _interrupt)
             try:
                 demo.block_thread()
             finally:
+                if previous is not None:
+                    signal.signal(signal.SIGTERM, previous)
                 self.close()
         return url
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _restore_env(name: str, previous: str) -> None:
