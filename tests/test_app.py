@@ -13,6 +13,8 @@ import shutil
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -124,6 +126,10 @@ def test_only_videos_under_videos_can_be_picked(served, shared_videos, tmp_path)
     assert app.video_names == list_videos(shared_videos) == ["bigbuckbunny.mp4", "bikes.mp4", "cup.mp4"]
     shown = client.predict("bikes.mp4", api_name="/pick")
     assert Path(shown).read_bytes() == (shared_videos / "bikes.mp4").read_bytes()
+    assert [p.name for p in (app.workdir / "served").rglob("*.mp4")] == ["bikes.mp4"]
+    for path in (shared_videos / "videos.json", shared_videos / "cup.mp4"):  # never served as they are
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(f"{app.demo.local_url}gradio_api/file={path}", timeout=10)
     with pytest.raises(AppError):
         client.predict("../shared/videos.json", api_name="/pick")
     for name in ("../videos/bikes.mp4", "/etc/passwd", "videos.json"):
@@ -287,7 +293,6 @@ def test_cli_serves_the_page_and_cleans_up_when_killed(tiny_blip2_dir, shared_vi
     import signal
     import socket
     import time
-    import urllib.request
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -318,6 +318,26 @@ class GroundingApp:
             return check_video_path(path)
         raise InputError("no video: upload one" + (" or pick one under --videos" if self.videos else ""))
 
+    def served_copy(self, video: Path) -> Path:
+        """``video`` inside the app's folder, where the page may serve it: a hard link when the file system
+        allows one, else a copy; made once per file version, removed with the folder.
+
+        Only the videos a request asked for get there, so nothing else under ``videos`` is ever served.
+        """
+        stat = video.stat()
+        name = hashlib.sha256(f"{video.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+        target = self.workdir / "served" / name[:24] / video.name
+        with self._video_locks.hold(f"serve:{target}"):
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                partial = target.with_name(target.name + ".partial")
+                try:
+                    os.link(video, partial)
+                except OSError:  # another file system, or a file this user may not link (protected_hardlinks)
+                    shutil.copyfile(video, partial)
+                os.replace(partial, target)
+        return target
+
     def _is_upload(self, path: Path) -> bool:
         return _inside(path, self.workdir)
 
@@ -500,7 +520,7 @@ class GroundingApp:
 
         def pick(name: str | None) -> Any:
             """Show a video picked under --videos in the player."""
-            return str(self.source_video(None, name)) if name else None
+            return str(self.served_copy(self.source_video(None, name))) if name else None
 
         theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                                   font_mono=["ui-monospace", "monospace"])  # no web fonts: nothing fetched
@@ -575,11 +595,10 @@ class GroundingApp:
         os.environ["GRADIO_TEMP_DIR"] = str(self.workdir)
         demo = self.blocks()
         demo.queue(default_concurrency_limit=4)
-        allowed = [str(self.videos / name) for name in self.video_names] if self.videos else None
         try:
             _, url, _ = demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True,
                                     quiet=quiet, max_file_size=int(self.max_upload_mb * 2**20),
-                                    allowed_paths=allowed, show_error=False, enable_monitoring=False,
+                                    show_error=False, enable_monitoring=False,
                                     mcp_server=False, ssr_mode=False, footer_links=["api"],
                                     theme=self._theme)
         except OSError as exc:
