@@ -32,12 +32,32 @@ from tfvtg.errors import InputError  # noqa: E402
 from tfvtg.grounder import Grounder  # noqa: E402
 from tfvtg.moment import Moment  # noqa: E402
 
-QUERIES = ["a man rides a bike", "a taxi on the road"]
+QUERIES = ["a man rides a bike", "a man waits beside a taxi"]
+
+
+DECOMPOSITION = {
+    "reasoning": "two steps",
+    "relationship": "sequentially",
+    "query_json": [
+        {"sub_query_id": 0, "descriptions": ["a man on a bike"]},
+        {"sub_query_id": 1, "descriptions": ["a man walks"]},
+        {"sub_query_id": 2, "descriptions": ["a man rides"]},
+    ],
+}
+
+
+def _llm_replies(request) -> Reply:
+    """The LLM ("test-llm") decomposes every query alike; each test queues the MLLM's answers."""
+    if request.json.get("model") == "test-llm":
+        return Reply(content=json.dumps(DECOMPOSITION))
+    return Reply(status=400, body={"error": {"message": "no answer queued", "type": "error"}})
 
 
 @pytest.fixture(scope="module")
 def mllm_server():
+    """The loopback OpenAI server: the Ground tab's LLM and the NumPro tab's MLLM."""
     server = OpenAIServer().start()
+    server.default = _llm_replies
     yield server
     server.stop()
 
@@ -45,7 +65,8 @@ def mllm_server():
 @pytest.fixture(scope="module")
 def served(tiny_blip2_dir, shared_videos, mllm_server, tmp_path_factory):
     """(app, client): the page on 127.0.0.1 and a gradio_client connected to it over HTTP."""
-    grounder = Grounder(str(tiny_blip2_dir), device="cpu", use_cache=False, progress=False)
+    grounder = Grounder(str(tiny_blip2_dir), device="cpu", use_cache=False, progress=False, llm="test-llm",
+                        llm_base_url=mllm_server.base_url)
     app = GroundingApp(grounder, videos=shared_videos, mllm="test-mllm", mllm_base_url=mllm_server.base_url,
                        top_k=3, max_upload_mb=1.0)
     url = app.launch("127.0.0.1", None, block=False, quiet=True)
@@ -58,9 +79,10 @@ def served(tiny_blip2_dir, shared_videos, mllm_server, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def reference(tiny_blip2_dir):
-    """The same tiny model as a plain Grounder: what the page must agree with."""
-    return Grounder(str(tiny_blip2_dir), device="cpu", use_cache=False, progress=False)
+def reference(tiny_blip2_dir, mllm_server):
+    """The same tiny model and LLM as a plain Grounder: what the page must agree with."""
+    return Grounder(str(tiny_blip2_dir), device="cpu", use_cache=False, progress=False, llm="test-llm",
+                    llm_base_url=mllm_server.base_url)
 
 
 def _ground(client: Client, video: str | None, picked: str | None, queries: list[str], top_k: int = 3):
@@ -80,6 +102,8 @@ def test_upload_ground_two_queries_matches_grounder(served, reference, shared_vi
         assert prediction["pred_relevant_windows"] == expected
         for start, end, _ in expected:  # each span is a clickable element of the list and of the timeline
             assert section.count(f'data-start="{start:.3f}" data-end="{end:.3f}"') == 2
+        assert prediction["meta"]["method"] == "full" and prediction["decomposition"]["source"] == "llm"
+        assert "decomposition: sequentially" in section and "sub-event 2: a man rides" in section
     assert len(curves) == 2
     lines = [json.loads(line) for line in Path(download).read_text(encoding="utf-8").splitlines()]
     assert lines == predictions
