@@ -282,7 +282,7 @@ def test_browser_upload_query_click_span_plays_it(served, shared_videos, tmp_pat
     options.binary_location = browser
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1100,1000", f"--user-data-dir={tmp_path / 'profile'}"):
+                 "--window-size=1100,1250", f"--user-data-dir={tmp_path / 'profile'}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(driver_path))
     try:
@@ -291,7 +291,7 @@ def test_browser_upload_query_click_span_plays_it(served, shared_videos, tmp_pat
         upload = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#tfvtg-player input[type=file]"))
         upload.send_keys(str(shared_videos / "bikes.mp4"))
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#tfvtg-player video"))
-        driver.find_element(By.CSS_SELECTOR, "#tfvtg-queries textarea").send_keys(QUERIES[0])
+        driver.find_element(By.CSS_SELECTOR, "#tfvtg-queries textarea").send_keys("\n".join(QUERIES))
         driver.find_element(By.CSS_SELECTOR, "#tfvtg-ground").click()
         first = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#tfvtg-spans .tfvtg-span"))
         start, end = float(first.get_attribute("data-start")), float(first.get_attribute("data-end"))
