@@ -67,30 +67,50 @@ _MEMO_VIDEOS = 4  # encoded videos the app answers from memory without asking th
 _NUMPRO_SIZE = (336, 336)  # NumPro's frame size (height, width)
 _MAX_LISTED_VIDEOS = 10_000
 
-# Runs once in the page: a click on anything carrying data-start/data-end seeks the player there, plays, and
-# pauses at the span's end (the timeupdate listener is attached once per <video> element).
-_SEEK_JS = f"""
-element.addEventListener('click', (event) => {{
+# Runs once when the page loads: tfvtgPlaySpan(start, end, token) waits (up to 10 s) for the player to hold
+# a video (whose URL contains ``token``, when given: a video just put there), seeks it to ``start``, plays
+# it and pauses at ``end`` (the timeupdate listener is attached once per <video> element).
+_PAGE_JS = """
+() => {
+  window.tfvtgPlaySpan = async (start, end, token) => {
+    for (let tries = 0; tries < 200; tries++) {
+      const video = document.querySelector('#PLAYER_ID video');
+      if (video && video.readyState >= 1 && (!token || (video.currentSrc || '').includes(token))) {
+        video.dataset.spanEnd = String(end);
+        if (!video.dataset.spanWatch) {
+          video.dataset.spanWatch = '1';
+          video.addEventListener('timeupdate', () => {
+            const stop = parseFloat(video.dataset.spanEnd);
+            if (!isNaN(stop) && video.currentTime >= stop) {
+              video.pause();
+              video.currentTime = stop;
+              delete video.dataset.spanEnd;
+            }
+          });
+        }
+        video.currentTime = start;
+        video.play().catch(() => {});
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  };
+}
+""".replace("PLAYER_ID", PLAYER_ID)
+
+# Runs when a span list loads: a click on anything carrying data-start/data-end plays that span.
+_SPANS_JS = """
+element.addEventListener('click', (event) => {
   const target = event.target.closest('[data-start]');
-  if (!target) return;
-  const video = document.querySelector('#{PLAYER_ID} video');
-  if (!video) return;
-  const start = parseFloat(target.dataset.start), end = parseFloat(target.dataset.end);
-  video.dataset.spanEnd = String(end);
-  if (!video.dataset.spanWatch) {{
-    video.dataset.spanWatch = '1';
-    video.addEventListener('timeupdate', () => {{
-      const stop = parseFloat(video.dataset.spanEnd);
-      if (!isNaN(stop) && video.currentTime >= stop) {{
-        video.pause();
-        video.currentTime = stop;
-        delete video.dataset.spanEnd;
-      }}
-    }});
-  }}
-  video.currentTime = start;
-  video.play().catch(() => {{}});
-}});
+  if (target && window.tfvtgPlaySpan) {
+    window.tfvtgPlaySpan(parseFloat(target.dataset.start), parseFloat(target.dataset.end));
+  }
+});
+"""
+
+# After a search hit was put in the player: play its span once the new video has loaded.
+_HIT_JS = """
+(span) => { if (span && window.tfvtgPlaySpan) window.tfvtgPlaySpan(span.start, span.end, span.token); }
 """
 
 _SPANS_CSS = """
@@ -544,7 +564,7 @@ class GroundingApp:
                             top_k = gr.Slider(1, 20, value=self.top_k, step=1, label="Spans per query")
                             ground_button = gr.Button("Ground", variant="primary", elem_id="tfvtg-ground")
                     status = gr.Markdown(elem_id="tfvtg-status")
-                    spans = gr.HTML("", js_on_load=_SEEK_JS, css_template=_SPANS_CSS, elem_id="tfvtg-spans")
+                    spans = gr.HTML("", js_on_load=_SPANS_JS, css_template=_SPANS_CSS, elem_id="tfvtg-spans")
                     with gr.Accordion("Similarity curves", open=False):
                         curves = gr.Gallery(label="Curves", columns=1, height="auto", object_fit="contain")
                     with gr.Accordion("Predictions (tfvtg ground --json)", open=False):
@@ -563,7 +583,7 @@ class GroundingApp:
                                                       variant="primary", elem_id="tfvtg-numpro")
                     numpro_status = gr.Markdown()
                     numpro_answer = gr.Markdown()
-                    numpro_spans = gr.HTML("", js_on_load=_SEEK_JS, css_template=_SPANS_CSS,
+                    numpro_spans = gr.HTML("", js_on_load=_SPANS_JS, css_template=_SPANS_CSS,
                                            elem_id="tfvtg-numpro-spans")
                     gallery = gr.Gallery(label="Numbered frames", columns=6, height="auto")
                     numpro_details = gr.JSON(label="Answer details", visible=self.mllm is not None)
@@ -600,7 +620,7 @@ class GroundingApp:
                                     quiet=quiet, max_file_size=int(self.max_upload_mb * 2**20),
                                     show_error=False, enable_monitoring=False,
                                     mcp_server=False, ssr_mode=False, footer_links=["api"],
-                                    theme=self._theme)
+                                    theme=self._theme, js=_PAGE_JS)
         except OSError as exc:
             demo.close()
             raise InputError(f"cannot serve on {host}:{port}: {one_line(exc)}; try another --port") from None
