@@ -294,6 +294,7 @@ class GroundingApp:
         self._model_lock = threading.Lock()  # one request at a time uses the Grounder's model and memos
         self._video_locks = _VideoLocks()
         self._memo: OrderedDict[str, VideoFeatures] = OrderedDict()
+        self._memo_lock = threading.Lock()
         self._previous_temp_dir: str | None = None
         self._count = 0
         self._count_lock = threading.Lock()
@@ -354,7 +355,11 @@ class GroundingApp:
                 try:
                     os.link(video, partial)
                 except OSError:  # another file system, or a file this user may not link (protected_hardlinks)
-                    shutil.copyfile(video, partial)
+                    try:
+                        shutil.copyfile(video, partial)
+                    except OSError as exc:
+                        partial.unlink(missing_ok=True)
+                        raise InputError(f"cannot serve {video.name}: {exc.strerror or exc}") from None
                 os.replace(partial, target)
         return target
 
@@ -381,19 +386,21 @@ class GroundingApp:
         """
         key = self._video_key(video)
         with self._video_locks.hold(key):
-            cached = self._memo.get(key)
-            if cached is not None:
-                self._memo.move_to_end(key)
-                return cached, None
+            with self._memo_lock:
+                cached = self._memo.get(key)
+                if cached is not None:
+                    self._memo.move_to_end(key)
+                    return cached, None
             start = time.perf_counter()
             use_cache = False if self._is_upload(video) else None  # uploads are temporary: not on disk
             with self._model_lock:
                 features = self.grounder.encode_video(video, use_cache=use_cache)
             seconds = time.perf_counter() - start
-            self.encodings += 1
-            self._memo[key] = features
-            while len(self._memo) > _MEMO_VIDEOS:
-                self._memo.popitem(last=False)
+            with self._memo_lock:
+                self.encodings += 1
+                self._memo[key] = features
+                while len(self._memo) > _MEMO_VIDEOS:
+                    self._memo.popitem(last=False)
             return features, seconds
 
     # ------------------------------------------------------------------------------------------ work
