@@ -340,8 +340,8 @@ def test_cli_serves_the_page_and_cleans_up_when_killed(tiny_blip2_dir, shared_vi
         if process.poll() is None:
             process.kill()
             process.communicate()
-    assert process.returncode == 0, err
-    folder = re.search(r"uploads and results in (\S+) until", err)
+    assert process.returncode in (0, 130), err  # 130 ("interrupted") when the kill came while still starting
+    folder = re.search(r"uploads and results go to (\S+) until", err)
     assert folder, err
     assert not Path(folder.group(1)).exists()
     assert "Traceback" not in err

@@ -620,28 +620,31 @@ class GroundingApp:
         self._previous_temp_dir = os.environ.get("GRADIO_TEMP_DIR", "")
         # Gradio keeps uploads and every file it serves in GRADIO_TEMP_DIR: the app's own folder.
         os.environ["GRADIO_TEMP_DIR"] = str(self.workdir)
-        demo = self.blocks()
-        demo.queue(default_concurrency_limit=4)
+        log.info("uploads and results go to %s until the app stops", self.workdir)
+        previous = None
+        if block and threading.current_thread() is threading.main_thread():  # a kill cleans up as Ctrl-C does
+            previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
-            _, url, _ = demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True,
-                                    quiet=quiet, max_file_size=int(self.max_upload_mb * 2**20),
-                                    show_error=False, enable_monitoring=False,
-                                    mcp_server=False, ssr_mode=False, footer_links=["api"],
-                                    theme=self._theme, js=_PAGE_JS)
-        except OSError as exc:
-            demo.close()
-            raise InputError(f"cannot serve on {host}:{port}: {one_line(exc)}; try another --port") from None
-        self.demo = demo
-        log.info("serving %s; uploads and results in %s until the app stops", url, self.workdir)
-        if block:
-            previous = None
-            if threading.current_thread() is threading.main_thread():  # a kill cleans up as Ctrl-C does
-                previous = signal.signal(signal.SIGTERM, _interrupt)
+            demo = self.blocks()
+            demo.queue(default_concurrency_limit=4)
             try:
+                _, url, _ = demo.launch(server_name=host, server_port=port, share=share,
+                                        prevent_thread_lock=True, quiet=quiet,
+                                        max_file_size=int(self.max_upload_mb * 2**20), show_error=False,
+                                        enable_monitoring=False, mcp_server=False, ssr_mode=False,
+                                        footer_links=["api"], theme=self._theme, js=_PAGE_JS)
+            except OSError as exc:
+                demo.close()
+                raise InputError(f"cannot serve on {host}:{port}: {one_line(exc)}; try another --port") \
+                    from None
+            self.demo = demo
+            log.info("serving %s", url)
+            if block:
                 demo.block_thread()
-            finally:
-                if previous is not None:
-                    signal.signal(signal.SIGTERM, previous)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+            if block:
                 self.close()
         return url
 
