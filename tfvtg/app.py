@@ -507,7 +507,7 @@ class GroundingApp:
         return status, gallery, answer, spans_html([section]), _prediction(details, 0, report.video.stem)
 
     def blocks(self) -> gr.Blocks:
-        """The Gradio page (build it after `_use_workdir`, so its files land in the app's folder)."""
+        """The Gradio page; `launch` builds it once GRADIO_TEMP_DIR names the app's folder."""
         gr = import_gradio()
 
         def on_page(work: Callable[..., Any]) -> Callable[..., Any]:
