@@ -173,7 +173,7 @@ def test_batch_size_invariance(encoder):
         encoder.tokenizer,
         name=encoder.config.name,
         device=encoder.device,
-        dtype=encoder.dtype,
+        precision=encoder.precision,
         batch_size=2,
     )
     frames = pattern_frames(5)
