@@ -160,7 +160,9 @@ def test_tf32_allowed_only_inside_the_float32_part_and_restored():
         with pytest.raises(RuntimeError, match="boom"), default.float32_part():
             raise RuntimeError("boom")
         assert matmul.allow_tf32 is False  # restored after an error too
-        for exact in (Precision("float32", torch.float32, None, "cuda"),
+        assert resolve_precision("float32", CUDA).tf32 is False
+        for exact in (resolve_precision("float32", CUDA),
+                      Precision("autocast-float16", torch.float32, torch.float16, "cuda", tf32=False),
                       Precision("autocast-float16", torch.float32, torch.float16, "cpu")):
             with exact.float32_part():
                 assert matmul.allow_tf32 is False
