@@ -221,7 +221,9 @@ class Precision:
         """The context of the float32 parts after the image tower (BLIP-2's Q-Former and projection): TF32
         matmuls allowed on CUDA when ``tf32`` (restored after); nothing elsewhere. TF32 rounds matmul inputs
         to fp16's 10-bit mantissa but keeps fp32 range and accumulation: a smaller change than the fp16
-        autocast of the tower before it, for 15-19 % of the image time on an H100 (issue 16)."""
+        autocast of the tower before it, for 15-19 % of the image time on an H100 (issue 16). The flag is
+        process-wide: an encoder in another thread may find it restored early, which costs speed, never
+        accuracy."""
         if self.device_type != "cuda" or not self.tf32:
             return nullcontext()
         return _tf32_allowed()
