@@ -20,9 +20,9 @@ elsewhere; ``bfloat16`` and ``float16`` (the vision tower's weights cast) only w
 Fast paths: frames already at the model's size (what `tfvtg.features.extract_features` and
 `tfvtg.Grounder.encode_video` get from the decoder, which resizes while decoding) are normalised on the
 device by a per-channel lookup table. Frames of any other size go through the checkpoint's image processor
-on the CPU, one at a time (about 11.5 ms per frame at 364 px on one core): correct, but too slow to keep a
-GPU busy, so resize frames to ``config.image_size`` before calling `Blip2Encoder.encode_images` when
-throughput matters.
+on the CPU, one at a time (about 11.5 ms per frame at 364 px on a 2-core CPU, issue 16): correct, but too
+slow to keep a GPU busy, so resize frames to ``config.image_size`` before calling
+`Blip2Encoder.encode_images` when throughput matters.
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ class Blip2Encoder:
             b, h, w, _ = raw.shape
             pixels = torch.empty((b, 3, h, w), dtype=self._lut_device.dtype, device=self.device)
             for c in range(3):  # index_select takes int32 indices as they are (advanced indexing may widen)
-                flat = raw[..., c].reshape(-1).int()
+                flat = raw[..., c].int().reshape(-1)
                 pixels[:, c] = torch.index_select(self._lut_device[c], 0, flat).view(b, h, w)
             return pixels
         result = self.image_processor(
