@@ -171,6 +171,10 @@ def numerics_section(model_dir: Path, device: str, size: tuple[int, int]) -> Non
         diff = np.abs(sims - reference)
         changed = int((sims.argmax(axis=1) != reference.argmax(axis=1)).sum())
         say(f"| {label:<44} | {diff.max():10.2e} | {diff.mean():11.2e} | {changed:>8} of {N_TEXTS:<8} |")
+    default, bf16 = rows[0][1], rows[-1][1]
+    between = np.abs(default - bf16)
+    say(f"autocast-float16 against bfloat16 directly: max {between.max():.2e}, mean {between.mean():.2e}; "
+        f"top-1 frame differs for {int((default.argmax(1) != bf16.argmax(1)).sum())} of {N_TEXTS} texts")
 
 
 # ---------------------------------------------------------------------- 4. preprocessing memory
