@@ -307,3 +307,28 @@ def test_autocast_precision_on_the_tiny_model(tiny_blip2_dir, tiny_encoder):
     assert a.dtype == np.float32 and not np.array_equal(a, b)  # fp16 compute really happened
     np.testing.assert_allclose(a, b, atol=5e-2)
     assert tiny_encoder.config.precision == "float32"
+
+
+# ---------------------------------------------------------------------- the benchmarks' peak table
+@pytest.mark.parametrize(("name", "label", "bf16"), [
+    ("NVIDIA H100 80GB HBM3", "H100 SXM", 989.4),
+    ("NVIDIA H100 PCIe", "H100 PCIe", 756.0),
+    ("NVIDIA H100 NVL", "H100 NVL", 835.0),
+    ("NVIDIA H200", "H200 SXM", 989.4),
+    ("NVIDIA GH200 480GB", "GH200", 989.4),
+    ("NVIDIA L40", "L40", 181.0),
+    ("NVIDIA L4", "L4", 121.0),
+    ("Tesla T4", "T4", None),
+])
+def test_gpu_peak_table_reads_the_part_from_the_name(name, label, bf16):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_peaks.py"
+    spec = importlib.util.spec_from_file_location("gpu_peaks", path)
+    gpu_peaks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_peaks)
+    found_label, peaks = gpu_peaks.peak_for(name)
+    assert found_label == label and peaks.get("bfloat16") == bf16
+    assert gpu_peaks.peak_tflops(peaks, "autocast-float16") == peaks["float16"]
+    assert gpu_peaks.peak_for("Some Future GPU") is None
