@@ -298,6 +298,7 @@ def evaluate(
     feature_format: str = "tfvtg",
     llm_outputs: str | os.PathLike[str] | None = None,
     profile: str = "default",
+    method: str = "tfvtg",
     model: str = DEFAULT_ENCODER,
     device: str = "auto",
     dtype: str | None = None,
@@ -319,10 +320,12 @@ def evaluate(
         llm_outputs: TFVTG ``llm_outputs.json`` with the LLM's decompositions (the full method); ``None`` runs
             the VLM-only flow unless the annotation file itself carries ``response`` lists.
         profile: ``"default"`` or ``"reference"`` (the official code's decisions).
+        method: The localiser, ``"tfvtg"`` or ``"tag"`` (TAG; its reported setting is without LLM outputs).
         model: Encoder for the text side (must match the features' encoder).
         device: Torch device for the text encoder.
         dtype: Compute dtype of the text encoder.
-        grounder: Use this `Grounder` instead of building one (its profile and preset are used as they are).
+        grounder: Use this `Grounder` instead of building one (its profile, method and preset are used as they
+            are).
         limit: Evaluate only the first ``limit`` queries (in annotation order).
         skip_missing: Skip videos without a feature file (counted in the report) instead of failing.
         top_k: Windows per prediction (default 5; 7 for QVHighlights, as the official code writes).
@@ -383,7 +386,7 @@ def evaluate(
     # Headers only, before the text encoder is loaded: a bad file is reported in milliseconds, not minutes.
     check_feature_files([paths[vid] for vid in by_video], feature_format, model=model, grounder=grounder)
     if grounder is None:
-        grounder = Grounder(model, device=device, dtype=dtype, profile=profile,
+        grounder = Grounder(model, device=device, dtype=dtype, profile=profile, method=method,
                             preset=DATASET_PRESETS[dataset], llm="none", use_cache=False, progress=False)
     decompositions = {q.qid: Decomposition.from_tfvtg(q.llm_answer, q.query) if with_llm else None
                       for video_queries in by_video.values() for q in video_queries}
@@ -410,6 +413,7 @@ def evaluate(
                     "pred_relevant_windows": [m.to_list() for m in result.moments],
                     "duration": query.duration,
                     "method": result.method,
+                    "localizer": grounder.method,
                 }
                 if with_llm:
                     record["relationship"] = decomposition.relation
@@ -434,7 +438,8 @@ def evaluate(
         dataset=dataset, predictions=records, metrics=metrics, n_queries=len(records),
         n_videos=len(by_video), missing_videos=missing, skipped_queries=skipped,
         seconds=time.perf_counter() - started, method=method,
-        meta={"profile": grounder.profile, "preset": grounder.preset, "model": grounder.model,
+        meta={"profile": grounder.profile, "localizer": grounder.method, "preset": grounder.preset,
+              "model": grounder.model,
               "feature_format": feature_format, "top_k": top_k},
     )
 

@@ -1,0 +1,453 @@
+"""TAG (Temporal-Aware Grounding): the LLM-free localiser that succeeds TFVTG, from docs/TAG-METHOD.md.
+
+One curve and the raw feature of each frame's winning token in, ranked proposals out (the same `Proposals` type
+as `tfvtg.localize.localize`). The steps: a mask with a neighbour vote keeps the frames K; their similarities
+are stretched by a power transform; their features, with the time appended, are smoothed over a moving window
+and clustered into scenes (temporal-coherence k-means: a frame joins the centre closest on average over its
+7-frame neighbourhood); every span between two scene boundaries is a proposal, scored by mean adjusted
+similarity inside minus outside; TFVTG's dynamic start pulls each start back over a rising run; the top
+``cand_num`` are re-ranked by TFVTG's IoU vote.
+
+Profiles:
+
+* ``"reference"`` makes TAG's decisions: its k-means++ start drawn from torch's CPU generator seeded 60 (torch is
+  imported lazily for these few draws only), the labels of the clustering's previous iteration, the length
+  prior compared in kept-frame units, float32 sums and 4-decimal rounding of the scores, confidences that
+  invert when the best score is negative. Where TAG's code is not finite or not deterministic it cannot be
+  reproduced and the default's handling is used: one kept frame (M = 1, an IndexError there), all kept
+  similarities equal (NaN scores there), an empty cluster (NaN centres there: it keeps its centre), and equal
+  rounded scores (torch's unstable sort there: here, enumeration order).
+* ``"default"`` fixes those bugs and is deterministic: k-means starts from the kept frames spread evenly in time
+  (no random draw, so the answer never flips between runs; see README for how this was chosen), the final
+  labels, the prior in frame units, float64 sums without rounding, order-preserving confidences (ties in
+  enumeration order), M = 1 and constant similarities handled.
+
+Settings not stated by the method doc, chosen here and used by both profiles and the benchmark's transcription:
+``var`` is the population variance; k-means++ samples from the minimum squared distance to the chosen centres
+normalised to sum 1; centres are "allclose" when ``|new - old| <= 1e-4 + 1e-5 |old|``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from tfvtg.combine import GAMMA, vote_order
+from tfvtg.errors import InputError
+from tfvtg.localize import PROFILES, Proposals, _confidences, dynamic_starts, resolve_preset, rising_mask
+
+__all__ = [
+    "TAG_PRESETS",
+    "TagPreset",
+    "adjust_similarity",
+    "assign_labels",
+    "kmeans",
+    "kmeans_plus_plus_start",
+    "localize",
+    "mask_with_vote",
+    "pool_features",
+    "scene_proposals",
+    "spread_start",
+    "tag_preset",
+]
+
+KMEANS_SEED = 60  # TAG seeds torch's generator with this before every k-means++ start
+MAX_ITERATIONS = 100
+CENTRE_ATOL = 1e-4
+CENTRE_RTOL = 1e-5
+LAMBDA_BOUNDS = (-2.0, 2.0)
+SHIFT_EPS = 1e-6
+SCORE_DECIMALS = 4
+
+
+@dataclass(frozen=True)
+class TagPreset:
+    """TAG's hyper-parameters for one dataset configuration (its data_configs), in frames at 3 fps.
+
+    Attributes:
+        stride: TFVTG stride rule of the dynamic start's smoothing (only ``min(stride, T // 2)`` matters).
+        gamma: Least range of the adjusted similarities.
+        cand_num: Proposals kept (and voted) per curve.
+        k: Largest number of clusters.
+        coherence_window: Frames i-w//2 .. i+w//2 whose mean distance assigns frame i.
+        prior: Longest proposal as a fraction of the video.
+        pool_width: Moving-average width of the feature pooling.
+    """
+
+    stride: int
+    gamma: float
+    cand_num: int
+    k: int
+    coherence_window: int
+    prior: float
+    pool_width: int
+
+
+TAG_PRESETS: dict[str, TagPreset] = {
+    "charades": TagPreset(stride=20, gamma=0.2, cand_num=12, k=9, coherence_window=7, prior=0.5, pool_width=21),
+    "activitynet": TagPreset(
+        stride=40, gamma=0.8, cand_num=17, k=9, coherence_window=7, prior=1.0, pool_width=21
+    ),
+}
+
+
+def tag_preset(name: str, duration: float | None = None) -> tuple[str, TagPreset]:
+    """The canonical name and TAG settings of a preset (``auto``: charades up to 60 s, else activitynet).
+
+    Raises:
+        InputError: Unknown preset, or one TAG has no evaluated configuration for (qvhighlights).
+    """
+    key = resolve_preset(name, duration)
+    if key not in TAG_PRESETS:
+        raise InputError(f"TAG has no configuration for preset {key!r}; choose from {', '.join(TAG_PRESETS)}")
+    return key, TAG_PRESETS[key]
+
+
+# ---------------------------------------------------------------------------------------------- stages
+def mask_with_vote(curve: np.ndarray, threshold: float) -> np.ndarray:
+    """Kept frames: ``curve > threshold``, then frames 1..T-1 dropped when both neighbours are (frame T counts
+    as dropped; frame 0 is never voted on); all frames when nothing is left. (T,) bool."""
+    above = np.asarray(curve) > threshold
+    left = np.concatenate(([True], above[:-1]))  # frame 0 has no vote: treat its left neighbour as kept
+    right = np.concatenate((above[1:], [False]))
+    kept = above & (left | right)
+    return kept if kept.any() else np.ones(len(above), bool)
+
+
+def _population_variance(y: np.ndarray) -> np.float32:
+    """``np.var`` of a float32 vector, bit for bit (float32 sums, divisions rounded from float64), without its
+    Python overhead (the bounded search calls it ~30 times per curve)."""
+    n = len(y)
+    centred = y - np.float32(np.add.reduce(y) / n)
+    return np.float32(np.add.reduce(centred * centred) / n)
+
+
+def _lambda_objective(lam: float, x: np.ndarray) -> float:
+    """The function TAG's bounded search minimises: ``-sum(log|y|) + M/2 log var(y)``, y = (x^lam - 1)/lam."""
+    y = (x**lam - 1) / lam
+    return float(-np.add.reduce(np.log(np.abs(y))) + len(x) / 2 * np.log(_population_variance(y)))
+
+
+def adjust_similarity(x: np.ndarray, gamma: float, profile: str = "default") -> np.ndarray:
+    """Step 3: a power transform chosen by a bounded scalar search, min-max scaled onto ``[min x, min x +
+    max(range x, gamma)]`` (float32, after shifting non-positive values above 0).
+
+    Constant ``x`` (which includes M = 1) has no transform to choose: it is returned as is in every profile
+    (TAG's code gives NaN there).
+    """
+    from scipy.optimize import minimize_scalar  # scipy is imported by TAG's steps only, not by TFVTG's
+
+    x = np.asarray(x, dtype=np.float32)
+    if (x <= 0).any():
+        x = x + np.float32(abs(x.min()) + SHIFT_EPS)
+    low, high = x.min(), x.max()
+    if not high > low:
+        return x
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        lam = minimize_scalar(_lambda_objective, bounds=LAMBDA_BOUNDS, args=(x,), method="bounded").x
+        y = (x ** float(lam) - 1) / np.float32(lam)
+    y = (y - y.min()) / (y.max() - y.min())
+    return (low + y * np.float32(max(high - low, gamma))).astype(np.float32)
+
+
+def pool_features(features: np.ndarray, kept: np.ndarray, n_frames: int, width: int) -> np.ndarray:
+    """Step 4: the kept frames' features with their time ``n / T`` appended, packed, edge-padded and averaged
+    over a moving window of ``width`` frames. (M, D + 1) float32 (averaged in float64, then rounded)."""
+    from scipy.ndimage import uniform_filter1d
+
+    index = np.flatnonzero(kept)
+    rows = np.empty((index.size, features.shape[1] + 1))
+    rows[:, :-1] = features[index].astype(np.float32)
+    rows[:, -1] = (index / n_frames).astype(np.float32)
+    # mode="nearest" repeats the end rows however far the window reaches: TAG's edge padding
+    return uniform_filter1d(rows, width, axis=0, mode="nearest").astype(np.float32)
+
+
+def _distances(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """(M, k) Euclidean distances, float64 from the float32 inputs (expanded form, clamped at 0)."""
+    return _Clustering(x).distances(centres.astype(np.float64))
+
+
+def kmeans_plus_plus_start(x: np.ndarray, k: int, seed: int = KMEANS_SEED) -> np.ndarray:
+    """TAG's k-means++ start: (k,) row indices drawn from torch's CPU generator seeded ``seed``.
+
+    One ``randint(0, M)`` for the first centre, then one ``rand(1)`` per further centre, located by
+    ``searchsorted`` in the float32 cumulative sum (accumulated in double, as torch's is) of the squared
+    distances to the nearest chosen centre, normalised to sum 1.
+    """
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - torch is a core dependency
+        raise InputError("the reference profile of TAG needs torch for its k-means++ draws") from exc
+    generator = torch.Generator().manual_seed(seed)
+    m = len(x)
+    chosen = [int(torch.randint(0, m, (1,), generator=generator))]
+    nearest = np.full(m, np.inf, np.float32)
+    for _ in range(1, k):
+        d = np.sqrt(((x - x[chosen[-1]]) ** 2).sum(1, dtype=np.float32)) ** 2
+        nearest = np.minimum(nearest, d.astype(np.float32))
+        probs = nearest / nearest.sum(dtype=np.float32)
+        cumulative = np.cumsum(probs, dtype=np.float64).astype(np.float32)
+        r = np.float32(torch.rand(1, generator=generator).item())
+        chosen.append(min(int(np.searchsorted(cumulative, r, side="left")), m - 1))
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def spread_start(m: int, k: int) -> np.ndarray:
+    """The default profile's start: k kept frames spread evenly in time, the middle of k equal parts."""
+    return np.minimum(((np.arange(k) + 0.5) * m / k).astype(np.int64), m - 1)
+
+
+def _window_means(d: np.ndarray, window: int) -> np.ndarray:
+    """Mean of each column over rows i - window//2 .. i + window//2, clipped at the ends."""
+    half = window // 2
+    m = len(d)
+    csum = np.zeros((m + 1, d.shape[1]))
+    np.cumsum(d, axis=0, out=csum[1:])
+    lo = np.maximum(np.arange(m) - half, 0)
+    hi = np.minimum(np.arange(m) + half + 1, m)
+    return (csum[hi] - csum[lo]) / (hi - lo)[:, None]
+
+
+def assign_labels(x: np.ndarray, centres: np.ndarray, window: int | None) -> np.ndarray:
+    """Each row's cluster: lowest mean distance over its ``window`` neighbourhood (None: its own distance)."""
+    return _Clustering(x).assign(centres.astype(np.float64), window)
+
+
+class _Clustering:
+    """The rows being clustered, in float64 with their squared norms, and the product of the rows with the
+    centres, which an iteration recomputes only for the centres that moved.
+
+    """
+
+    def __init__(self, x: np.ndarray) -> None:
+        self.x = np.asarray(x, np.float64)
+        self.norms = np.einsum("md,md->m", self.x, self.x)
+        self._centres = np.empty((0, self.x.shape[1]))
+        self._dots = np.empty((len(self.x), 0))
+
+    def distances(self, centres: np.ndarray) -> np.ndarray:
+        if self._centres.shape == centres.shape:
+            moved = np.flatnonzero((self._centres != centres).any(axis=1))
+            if moved.size:
+                self._dots[:, moved] = self.x @ centres[moved].T
+        else:
+            self._dots = self.x @ centres.T
+        self._centres = centres.copy()
+        sq = self.norms[:, None] + np.einsum("kd,kd->k", centres, centres)[None, :] - 2.0 * self._dots
+        return np.sqrt(np.maximum(sq, 0.0))
+
+    def assign(self, centres: np.ndarray, window: int | None) -> np.ndarray:
+        d = self.distances(centres)
+        if window is not None and window > 1:
+            d = _window_means(d, window)
+        return np.argmin(d, axis=1)
+
+    def member_means(self, labels: np.ndarray, centres: np.ndarray) -> np.ndarray:
+        """Each cluster's mean row (float64 sums, rounded to float32); an empty cluster keeps its centre."""
+        order = np.argsort(labels, kind="stable")
+        counts = np.bincount(labels, minlength=len(centres))
+        filled = np.flatnonzero(counts)
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[filled]
+        sums = np.add.reduceat(self.x[order], starts, axis=0)
+        new = centres.copy()
+        new[filled] = (sums / counts[filled, None]).astype(np.float32)
+        return new
+
+
+def kmeans(
+    x: np.ndarray, start: np.ndarray, window: int | None, *, stale_labels: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd iterations from the rows ``start``; temporal-coherence assignment when ``window`` is given.
+
+    At most 100 iterations, stopping when the new centres are allclose to the old ones. ``stale_labels``
+    returns, as TAG's temporal-coherence k-means does, the labels of the iteration before the last.
+
+    Returns:
+        (labels (M,), centres (k, D) float32).
+    """
+    rows = _Clustering(x)
+    centres = np.asarray(x, np.float32)[start]
+    previous = None
+    labels = np.zeros(len(x), np.int64)
+    for _ in range(MAX_ITERATIONS):
+        labels = rows.assign(centres.astype(np.float64), window)
+        new = rows.member_means(labels, centres)
+        if (np.abs(new - centres) <= CENTRE_ATOL + CENTRE_RTOL * np.abs(centres)).all():  # allclose
+            break
+        centres, previous = new, labels
+    if stale_labels and previous is not None:
+        return previous, centres
+    return labels, centres
+
+
+def scene_proposals(
+    labels: np.ndarray, adjusted: np.ndarray, kept_index: np.ndarray, n_frames: int, prior: float, profile: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step 6: every span between two scene boundaries, its score, ranked (step 7).
+
+    Returns:
+        (start frame, end frame (exclusive), score), best first; ``[0, T]`` with score 1 when none survives
+        the length prior.
+    """
+    reference = profile == "reference"
+    m = len(labels)
+    bounds = np.concatenate(([0], np.flatnonzero(labels[1:] != labels[:-1]) + 1, [m]))
+    bi, bj = np.triu_indices(len(bounds), k=1)
+    lo, hi = bounds[bi], bounds[bj]
+    ends_at = np.append(kept_index, n_frames)  # the end frame of boundary b: K[b], or T at b = M
+    start_frame, end_frame = kept_index[lo], ends_at[hi]
+    span = (hi - lo) if reference else (end_frame - start_frame)  # the reference mixes units (kept frames)
+    keep = span <= n_frames * prior
+    lo, hi, start_frame, end_frame = lo[keep], hi[keep], start_frame[keep], end_frame[keep]
+    if lo.size == 0:
+        return np.array([0]), np.array([n_frames]), np.array([1.0])
+    if reference:
+        csum = np.concatenate(([0.0], np.cumsum(adjusted, dtype=np.float64))).astype(np.float32)
+        inside = csum[hi] - csum[lo]
+        total = csum[m]
+        n_in = (hi - lo).astype(np.float32)
+        n_out = np.float32(m) - n_in
+    else:
+        csum = np.concatenate(([0.0], np.cumsum(adjusted, dtype=np.float64)))
+        inside = csum[hi] - csum[lo]
+        total = csum[m]
+        n_in = (hi - lo).astype(np.float64)
+        n_out = m - n_in
+    whole = n_out == 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        score = inside / n_in - np.where(whole, 0, (total - inside) / np.where(whole, 1, n_out))
+    if reference:
+        score = np.round(score.astype(np.float32), SCORE_DECIMALS)
+    order = np.argsort(-score, kind="stable")
+    return start_frame[order], end_frame[order], score[order].astype(np.float64)
+
+
+# ---------------------------------------------------------------------------------------------- method
+def _check_inputs(curve: np.ndarray, frame_features: np.ndarray, duration: float) -> tuple[np.ndarray, np.ndarray]:
+    s = np.asarray(curve)
+    if s.ndim != 1 or s.size == 0:
+        raise InputError(f"a similarity curve must be a non-empty 1-D array, got shape {s.shape}")
+    feats = np.asarray(frame_features)
+    if feats.ndim != 2 or len(feats) != s.size:
+        raise InputError(
+            f"TAG needs one feature row per frame: got features of shape {feats.shape} for {s.size} frames"
+        )
+    if not np.isfinite(s).all():
+        bad = np.flatnonzero(~np.isfinite(s))
+        raise InputError(f"similarity curve has non-finite values at frames {bad[:5].tolist()} (of {s.size})")
+    if not np.isfinite(feats).all():
+        raise InputError("the frame features have non-finite values")
+    if not (isinstance(duration, int | float | np.floating) and np.isfinite(duration) and duration > 0):
+        raise InputError(f"duration must be a positive number of seconds, got {duration!r}")
+    return s.astype(np.float32), feats.astype(np.float32)
+
+
+def localize(
+    curve: np.ndarray,
+    frame_features: np.ndarray,
+    duration: float,
+    *,
+    preset: str = "charades",
+    temporal_coherence: bool = True,
+    profile: str = "default",
+    mask_threshold: float = 0.2,
+    vote_rank: bool = True,
+) -> Proposals:
+    """Rank TAG's proposals for one similarity curve (docs/TAG-METHOD.md steps 2-9).
+
+    Args:
+        curve: (T,) per-frame similarity of one description.
+        frame_features: (T, D) raw (un-normalised) feature of each frame's winning token (CLIP-like encoders:
+            the frame feature).
+        duration: Video duration in seconds (the vote runs on spans in seconds, as TAG's evaluation does).
+        preset: ``charades``, ``activitynet`` or ``auto`` (by duration).
+        temporal_coherence: Temporal-coherence k-means (TAG's BLIP-2 setting) or plain k-means (CLIP-like).
+        profile: ``"default"`` or ``"reference"`` (see the module docstring).
+        mask_threshold: Activity mask threshold (0.2 for BLIP-2, 0 for CLIP-like features).
+        vote_rank: Re-rank the ``cand_num`` proposals by TFVTG's IoU vote (TAG's answer: row 0); False keeps
+            score order, as TAG's LLM flow receives them.
+
+    Returns:
+        `Proposals` (fractions of the video), at most ``cand_num`` rows: ``static_index`` is the scene start
+        before the dynamic start, ``static`` the raw score, ``score`` the confidence (score / best score).
+
+    Raises:
+        InputError: Bad shapes, non-finite values, unknown profile or preset, non-positive duration.
+    """
+    if profile not in PROFILES:
+        raise InputError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+    s, feats = _check_inputs(curve, frame_features, duration)
+    _, config = tag_preset(preset, float(duration))
+    start = kmeans_plus_plus_start if profile == "reference" else lambda x, k: spread_start(len(x), k)
+    return _localize(
+        s, feats, float(duration), config, temporal_coherence, profile, mask_threshold, vote_rank, start
+    )
+
+
+def _localize(
+    s: np.ndarray,
+    feats: np.ndarray,
+    duration: float,
+    config: TagPreset,
+    temporal_coherence: bool,
+    profile: str,
+    mask_threshold: float,
+    vote_rank: bool,
+    start: Callable[[np.ndarray, int], np.ndarray],
+) -> Proposals:
+    """`localize` on checked float32 inputs, k-means starting from ``start(pooled rows, k)``."""
+    reference = profile == "reference"
+    n = s.size
+    kept = mask_with_vote(s, mask_threshold)
+    kept_index = np.flatnonzero(kept)
+    m = kept_index.size
+    adjusted = adjust_similarity(s[kept_index], config.gamma, profile)
+    if m >= 2:
+        pooled = pool_features(feats, kept, n, config.pool_width)
+        k = min(config.k, m)
+        window = config.coherence_window if temporal_coherence else None
+        labels, _ = kmeans(pooled, start(pooled, k), window, stale_labels=reference and temporal_coherence)
+    else:
+        labels = np.zeros(m, np.int64)  # one kept frame is one scene (an IndexError in TAG's code)
+    static_index, end_index, static = scene_proposals(labels, adjusted, kept_index, n, config.prior, profile)
+    static_index, end_index, static = (a[: config.cand_num] for a in (static_index, end_index, static))
+
+    above = s > mask_threshold
+    masked = np.where(above, s, np.float32(0)).astype(np.float64)
+    step = min(config.stride, n // 2)
+    start_index = dynamic_starts(rising_mask(masked, above.astype(np.float64), step))[static_index]
+    score = _confidences(static, profile)
+
+    if vote_rank:
+        order = _vote_order(start_index, end_index, score, n, duration, reference)
+        static_index, end_index, static, start_index, score = (
+            a[order] for a in (static_index, end_index, static, start_index, score)
+        )
+    return Proposals(
+        start=start_index / n,
+        end=end_index / n,
+        score=score,
+        static_start=static_index / n,
+        static=static,
+        start_index=start_index,
+        static_index=static_index,
+        end_index=end_index,
+        n_frames=n,
+    )
+
+
+def _vote_order(
+    start: np.ndarray, end: np.ndarray, score: np.ndarray, n: int, duration: float, reference: bool
+) -> np.ndarray:
+    """The order TFVTG's vote gives the rows, on spans in seconds (float32 in the reference, as TAG outputs
+    them)."""
+    if reference:
+        d, n32 = np.float32(duration), np.float32(n)
+        rows = np.column_stack([start.astype(np.float32) / n32 * d, end.astype(np.float32) / n32 * d,
+                                score.astype(np.float32)]).astype(np.float64)
+    else:
+        rows = np.column_stack([start / n * duration, end / n * duration, score])
+    return vote_order(rows, GAMMA, profile="reference" if reference else "default")[0]
