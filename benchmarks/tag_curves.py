@@ -1,9 +1,9 @@
 """Synthetic inputs for TAG: a similarity curve and the winning-token features of a video made of scenes.
 
-Used by benchmarks/bench_tag.py, benchmarks/tag_seed_stability.py and tests/test_tag.py. A video of T frames
-is cut into 3-8 scenes; each scene has its own feature direction (BLIP-2-like raw token features: norm ~ 6 in 256
-dimensions) plus per-frame noise; the curve is a smooth base around the mask threshold with the described
-moment (one scene, or a span inside it) raised above it.
+Used by benchmarks/bench_tag.py, benchmarks/tag_seed_stability.py and tests/test_tag.py. A video of T
+frames is cut into 3-8 scenes; each scene has its own feature direction (BLIP-2-like raw token features: norm
+~ 6 in 256 dimensions) plus per-frame noise; the curve is a smooth base around the mask threshold with the
+described moment (one scene, or a span inside it) raised above it.
 """
 
 from __future__ import annotations

@@ -392,8 +392,8 @@ def evaluate(dataset: str, annotations: Path, features_dir: Path, feature_format
         if out_path.suffix.lower() in {".safetensors", ".npy"} and out_path.exists():
             raise InputError(f"--out {out_path} is a feature file; write the predictions to a .jsonl file")
     report = run_evaluation(dataset, annotations, features_dir, feature_format=feature_format,
-                            llm_outputs=llm_outputs, profile=profile, method=method, model=model, device=device,
-                            dtype=dtype,
+                            llm_outputs=llm_outputs, profile=profile, method=method, model=model,
+                            device=device, dtype=dtype,
                             limit=limit, skip_missing=skip_missing, top_k=top_k, progress=True)
     if out_path is not None:
         with writing(out_path, "--out"):
@@ -407,8 +407,8 @@ def evaluate(dataset: str, annotations: Path, features_dir: Path, feature_format
         click.echo(json.dumps({**summary, "metrics": report.metrics}))
         return
     source = "LLM decompositions" if report.method == "full" else "no LLM outputs"
-    click.echo(f"{dataset}: {report.n_queries} queries of {report.n_videos} videos, {method} {report.method} "
-               f"({source}), profile {profile}")
+    click.echo(f"{dataset}: {report.n_queries} queries of {report.n_videos} videos, {report.method} "
+               f"({source}), profile {profile}, method {method}")
     if report.skipped_queries:
         click.echo(f"skipped {report.skipped_queries} queries of {len(report.missing_videos)} videos with no "
                    f"feature file (not in the metrics)")

@@ -242,8 +242,8 @@ class Grounder:
 
             tag_preset(self.preset)  # TAG has no qvhighlights configuration: say so now, not per query
         if self.method == "tag" and (self.stride_seconds or self.max_length_seconds):
-            raise InputError("stride and max length in seconds set TFVTG's windows; TAG proposes spans between "
-                             "scene boundaries and takes neither")
+            raise InputError("stride and max length in seconds set TFVTG's windows; TAG proposes spans "
+                             "between scene boundaries and takes neither")
         self.llm = llm
         self.llm_base_url = llm_base_url
         self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()
@@ -382,7 +382,7 @@ class Grounder:
             self._check_encoder_name(video)
             sims = np.asarray(self.encoder.similarity(feats, text_feats), dtype=np.float32)
             memo.update(zip(missing, sims, strict=True))
-            if self.method == "tag":  # TAG pools the raw feature of the token each frame's similarity came from
+            if self.method == "tag":  # TAG pools the raw feature of the token each frame's similarity is from
                 from tfvtg.encoders.base import winning_tokens
 
                 tokens.update(zip(missing, winning_tokens(feats, text_feats), strict=True))
