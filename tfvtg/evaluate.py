@@ -365,7 +365,7 @@ def evaluate(
     if not queries:
         raise InputError(f"{Path(annotations).name}: no query to evaluate")
     with_llm = any(q.llm_answer is not None for q in queries)
-    method = "full" if with_llm else "vlm-only"
+    flow = "full" if with_llm else "vlm-only"
     top_k = top_k or (7 if dataset == "qvhighlights" else 5)
 
     by_video = _group_by_video(queries)
@@ -437,7 +437,7 @@ def evaluate(
     return EvaluationReport(
         dataset=dataset, predictions=records, metrics=metrics, n_queries=len(records),
         n_videos=len(by_video), missing_videos=missing, skipped_queries=skipped,
-        seconds=time.perf_counter() - started, method=method,
+        seconds=time.perf_counter() - started, method=flow,
         meta={"profile": grounder.profile, "localizer": grounder.method, "preset": grounder.preset,
               "model": grounder.model,
               "feature_format": feature_format, "top_k": top_k},
