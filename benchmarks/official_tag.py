@@ -96,17 +96,18 @@ def cluster(x: torch.Tensor, start: list[int], window: int | None, stale: bool,
     reference profile uses (the doc's exactness hazard: a float32 near-tie can go either way).
     """
     m = len(x)
+    xs = x.to(dtype)
     centres = x[start].clone()
     labels = prev = None
     for _ in range(100):
-        d = torch.cdist(x.to(dtype), centres.to(dtype))
+        c = centres.to(dtype)
         labels = []
-        for i in range(m):  # one frame at a time
+        for i in range(m):  # one frame at a time: the distances of its window's frames to every centre
             if window:
                 lo, hi = max(0, i - window // 2), min(m, i + window // 2 + 1)
-                labels.append(int(d[lo:hi].mean(dim=0).argmin()))
+                labels.append(int(torch.cdist(xs[lo:hi], c).mean(dim=0).argmin()))
             else:
-                labels.append(int(d[i].argmin()))
+                labels.append(int(torch.cdist(xs[i : i + 1], c)[0].argmin()))
         new = centres.clone()
         lab = torch.tensor(labels)
         for c in range(len(centres)):
@@ -146,7 +147,8 @@ def proposals(labels: list[int], adj: np.ndarray, kept: list[int], n: int, prior
 
 
 def dynamic_start(s: torch.Tensor, thr: float, stride: int) -> list[int]:
-    """Step 8: TFVTG's dynamic start on s * m0, one 0-d tensor step per frame."""
+    """Step 8: TFVTG's dynamic start on s * m0, one 0-d tensor step per frame (its loop also accumulates the
+    dynamic score, which nothing uses, as TFVTG's get_dynamic_scores does)."""
     n = len(s)
     m = (s > thr).float()
     x = (s * m)[None]
@@ -158,11 +160,17 @@ def dynamic_start(s: torch.Tensor, thr: float, stride: int) -> list[int]:
     delta = torch.nn.functional.pad(d, (pad, n - d.shape[1] - pad)) * m
     out, last = [], 0
     d1 = d2 = torch.zeros(1, dtype=torch.float64)
+    score = torch.zeros(1, dtype=torch.float64)
+    dynamic_scores = torch.zeros(n, dtype=torch.float64)
     for t in range(n):
         d0 = delta[:, t]
         rising = (3 * d0 > 5e-4) | (2 * d0 + d1 > 5e-4) | (d0 + d1 + d2 > 5e-4)
         if not bool(rising):
             last = t
+            score = torch.zeros(1, dtype=torch.float64)
+        else:
+            score = score + torch.maximum(torch.maximum(3 * d0, 2 * d0 + d1), d0 + d1 + d2)
+        dynamic_scores[t] = score[0]
         out.append(last)
         d2, d1 = d1, d0
     return out

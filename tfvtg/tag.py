@@ -121,18 +121,22 @@ def mask_with_vote(curve: np.ndarray, threshold: float) -> np.ndarray:
     return kept if kept.any() else np.ones(len(above), bool)
 
 
-def _population_variance(y: np.ndarray) -> np.float32:
-    """``np.var`` of a float32 vector, bit for bit (float32 sums, divisions rounded from float64), without its
-    Python overhead (the bounded search calls it ~30 times per curve)."""
-    n = len(y)
-    centred = y - np.float32(np.add.reduce(y) / n)
-    return np.float32(np.add.reduce(centred * centred) / n)
-
-
 def _lambda_objective(lam: float, x: np.ndarray) -> float:
-    """The function TAG's bounded search minimises: ``-sum(log|y|) + M/2 log var(y)``, y = (x^lam - 1)/lam."""
-    y = (x**lam - 1) / lam
-    return float(-np.add.reduce(np.log(np.abs(y))) + len(x) / 2 * np.log(_population_variance(y)))
+    """The function TAG's bounded search minimises: ``-sum(log|y|) + M/2 log var(y)``, y = (x^lam - 1)/lam.
+
+    float32 as TAG computes it; ``var`` is ``np.var`` bit for bit (float32 sums, divisions rounded from
+    float64), written out without its Python overhead (the search calls this ~30 times per curve).
+    """
+    n = len(x)
+    y = np.power(x, lam)
+    y -= 1
+    y /= lam
+    logs = np.abs(y)
+    np.log(logs, out=logs)
+    centred = y - np.float32(np.add.reduce(y) / n)
+    centred *= centred
+    variance = np.float32(np.add.reduce(centred) / n)
+    return float(-np.add.reduce(logs) + n / 2 * np.log(variance))
 
 
 def adjust_similarity(x: np.ndarray, gamma: float, profile: str = "default") -> np.ndarray:
@@ -170,11 +174,6 @@ def pool_features(features: np.ndarray, kept: np.ndarray, n_frames: int, width: 
     return uniform_filter1d(rows, width, axis=0, mode="nearest").astype(np.float32)
 
 
-def _distances(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """(M, k) Euclidean distances, float64 from the float32 inputs (expanded form, clamped at 0)."""
-    return _Clustering(x).distances(centres.astype(np.float64))
-
-
 def kmeans_plus_plus_start(x: np.ndarray, k: int, seed: int = KMEANS_SEED) -> np.ndarray:
     """TAG's k-means++ start: (k,) row indices drawn from torch's CPU generator seeded ``seed``.
 
@@ -189,13 +188,17 @@ def kmeans_plus_plus_start(x: np.ndarray, k: int, seed: int = KMEANS_SEED) -> np
     generator = torch.Generator().manual_seed(seed)
     m = len(x)
     chosen = [int(torch.randint(0, m, (1,), generator=generator))]
+    # k - 1 <= 15 uniform draws at once equal as many rand(1) calls (torch's serial path below 16 values)
+    draws = torch.rand(k - 1, generator=generator).numpy() if k <= 16 else None
+    x64 = np.asarray(x, np.float64)
+    norms = np.einsum("md,md->m", x64, x64)
     nearest = np.full(m, np.inf, np.float32)
-    for _ in range(1, k):
-        d = np.sqrt(((x - x[chosen[-1]]) ** 2).sum(1, dtype=np.float32)) ** 2
-        nearest = np.minimum(nearest, d.astype(np.float32))
-        probs = nearest / nearest.sum(dtype=np.float32)
-        cumulative = np.cumsum(probs, dtype=np.float64).astype(np.float32)
-        r = np.float32(torch.rand(1, generator=generator).item())
+    for i in range(1, k):
+        centre = x64[chosen[-1]]
+        d = np.maximum(norms + norms[chosen[-1]] - 2.0 * (x64 @ centre), 0.0)  # squared, float64
+        np.minimum(nearest, d.astype(np.float32), out=nearest)
+        cumulative = np.cumsum(nearest / nearest.sum(dtype=np.float32), dtype=np.float64).astype(np.float32)
+        r = draws[i - 1] if draws is not None else torch.rand(1, generator=generator).numpy()[0]
         chosen.append(min(int(np.searchsorted(cumulative, r, side="left")), m - 1))
     return np.asarray(chosen, dtype=np.int64)
 
@@ -209,68 +212,86 @@ def farthest_point_start(x: np.ndarray, k: int) -> np.ndarray:
     (whose answer still changed with the seeds on 53-69 % of videos): see README's TAG section.
     """
     x64 = np.asarray(x, np.float64)
-    chosen = [int(np.argmax(((x64 - x64.mean(axis=0)) ** 2).sum(axis=1)))]
+    x64 = x64 - x64.mean(axis=0)  # distances are unchanged; the centred rows' norms are those from the mean
+    norms = np.einsum("md,md->m", x64, x64)
+    chosen = [int(np.argmax(norms))]
     nearest = np.full(len(x64), np.inf)
     for _ in range(1, k):
-        nearest = np.minimum(nearest, ((x64 - x64[chosen[-1]]) ** 2).sum(axis=1))
+        c = chosen[-1]
+        np.minimum(nearest, norms + norms[c] - 2.0 * (x64 @ x64[c]), out=nearest)
         chosen.append(int(np.argmax(nearest)))
     return np.asarray(chosen, dtype=np.int64)
 
 
-def _window_means(d: np.ndarray, window: int) -> np.ndarray:
-    """Mean of each column over rows i - window//2 .. i + window//2, clipped at the ends."""
-    half = window // 2
-    m = len(d)
-    csum = np.zeros((m + 1, d.shape[1]))
-    np.cumsum(d, axis=0, out=csum[1:])
-    lo = np.maximum(np.arange(m) - half, 0)
-    hi = np.minimum(np.arange(m) + half + 1, m)
-    return (csum[hi] - csum[lo]) / (hi - lo)[:, None]
-
-
 def assign_labels(x: np.ndarray, centres: np.ndarray, window: int | None) -> np.ndarray:
-    """Each row's cluster: lowest mean distance over its ``window`` neighbourhood (None: its own distance)."""
-    return _Clustering(x).assign(centres.astype(np.float64), window)
+    """Each row's cluster: lowest mean Euclidean distance (float64) over its ``window`` neighbourhood, clipped
+    at the ends (None: its own distance)."""
+    return _Clustering(x, window).assign(np.asarray(centres, np.float64))
 
 
 class _Clustering:
-    """The rows being clustered, in float64 with their squared norms, and the product of the rows with the
-    centres, which an iteration recomputes only for the centres that moved.
+    """The rows being clustered in float64, with what every Lloyd iteration reuses: their squared norms, each
+    row's coherence window, the product of the rows with the centres (recomputed for the centres that moved)
+    and the clusters' sums (updated by the rows that changed cluster)."""
 
-    """
-
-    def __init__(self, x: np.ndarray) -> None:
+    def __init__(self, x: np.ndarray, window: int | None = None) -> None:
         self.x = np.asarray(x, np.float64)
         self.norms = np.einsum("md,md->m", self.x, self.x)
+        self.window = window if window is not None and window > 1 else None
+        if self.window is not None:
+            m, half = len(self.x), self.window // 2
+            self.lo = np.maximum(np.arange(m) - half, 0)
+            self.hi = np.minimum(np.arange(m) + half + 1, m)
+            self.width = (self.hi - self.lo)[:, None].astype(np.float64)
         self._centres = np.empty((0, self.x.shape[1]))
         self._dots = np.empty((len(self.x), 0))
+        self._labels: np.ndarray | None = None
+        self._sums = self._counts = np.empty(0)
 
     def distances(self, centres: np.ndarray) -> np.ndarray:
         if self._centres.shape == centres.shape:
             moved = np.flatnonzero((self._centres != centres).any(axis=1))
-            if moved.size:
+            if moved.size == len(centres):
+                self._dots = self.x @ centres.T
+            elif moved.size:
                 self._dots[:, moved] = self.x @ centres[moved].T
         else:
             self._dots = self.x @ centres.T
-        self._centres = centres.copy()
-        sq = self.norms[:, None] + np.einsum("kd,kd->k", centres, centres)[None, :] - 2.0 * self._dots
-        return np.sqrt(np.maximum(sq, 0.0))
+        self._centres = centres
+        sq = self.norms[:, None] + np.einsum("kd,kd->k", centres, centres) - 2.0 * self._dots
+        return np.sqrt(np.maximum(sq, 0.0, out=sq), out=sq)
 
-    def assign(self, centres: np.ndarray, window: int | None) -> np.ndarray:
+    def assign(self, centres: np.ndarray) -> np.ndarray:
         d = self.distances(centres)
-        if window is not None and window > 1:
-            d = _window_means(d, window)
+        if self.window is not None:  # mean distance over rows i - w//2 .. i + w//2, clipped at the ends
+            csum = np.zeros((len(d) + 1, d.shape[1]))
+            np.cumsum(d, axis=0, out=csum[1:])
+            d = (csum[self.hi] - csum[self.lo]) / self.width
         return np.argmin(d, axis=1)
 
     def member_means(self, labels: np.ndarray, centres: np.ndarray) -> np.ndarray:
-        """Each cluster's mean row (float64 sums, rounded to float32); an empty cluster keeps its centre."""
-        order = np.argsort(labels, kind="stable")
-        counts = np.bincount(labels, minlength=len(centres))
-        filled = np.flatnonzero(counts)
-        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[filled]
-        sums = np.add.reduceat(self.x[order], starts, axis=0)
+        """Each cluster's mean row (float64 sums, rounded to float32); an empty cluster keeps its centre.
+
+        The sums are kept between calls and updated by the rows that changed cluster only.
+        """
+        k = len(centres)
+        if self._labels is None or len(self._sums) != k:
+            members = np.zeros((k, len(labels)))
+            members[labels, np.arange(len(labels))] = 1.0
+            self._sums, self._counts = members @ self.x, members.sum(axis=1)
+        else:
+            moved = np.flatnonzero(labels != self._labels)
+            if moved.size:
+                np.subtract.at(self._sums, self._labels[moved], self.x[moved])
+                np.add.at(self._sums, labels[moved], self.x[moved])
+                self._counts += np.bincount(labels[moved], minlength=k) - np.bincount(
+                    self._labels[moved], minlength=k
+                )
+        self._labels = labels
+        sums, counts = self._sums, self._counts
+        filled = counts > 0
         new = centres.copy()
-        new[filled] = (sums / counts[filled, None]).astype(np.float32)
+        new[filled] = (sums[filled] / counts[filled, None]).astype(np.float32)
         return new
 
 
@@ -285,12 +306,12 @@ def kmeans(
     Returns:
         (labels (M,), centres (k, D) float32).
     """
-    rows = _Clustering(x)
+    rows = _Clustering(x, window)
     centres = np.asarray(x, np.float32)[start]
     previous = None
     labels = np.zeros(len(x), np.int64)
     for _ in range(MAX_ITERATIONS):
-        labels = rows.assign(centres.astype(np.float64), window)
+        labels = rows.assign(centres.astype(np.float64))
         new = rows.member_means(labels, centres)
         if (np.abs(new - centres) <= CENTRE_ATOL + CENTRE_RTOL * np.abs(centres)).all():  # allclose
             break
