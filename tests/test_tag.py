@@ -61,7 +61,7 @@ def test_adjustment_matches_transcription() -> None:
     for n, low in [(5, 0.15), (40, -0.1), (90, 0.2), (300, 0.0)]:
         for gamma in (0.2, 0.8):
             x = (low + np.abs(rng.normal(0, 0.05, n))).astype(np.float32)
-            got = tag.adjust_similarity(x, gamma, "reference")
+            got = tag.adjust_similarity(x, gamma)
             np.testing.assert_array_equal(got, ot.adjust(x, gamma))
             shifted_min = x.min() if x.min() > 0 else np.float32(1e-6)
             assert got.min() == pytest.approx(shifted_min, abs=1e-6)
@@ -112,7 +112,7 @@ def test_proposals_match_transcription(prior: float) -> None:
         n = m + int(rng.integers(0, 40))
         kept = np.sort(rng.choice(n, m, replace=False))
         labels = np.cumsum(rng.random(m) < 0.15) % 5
-        adjusted = tag.adjust_similarity(rng.uniform(0.1, 0.4, m).astype(np.float32), 0.2, "reference")
+        adjusted = tag.adjust_similarity(rng.uniform(0.1, 0.4, m).astype(np.float32), 0.2)
         start, end, score = tag.scene_proposals(labels, adjusted, kept, n, prior, "reference")
         expected = ot.proposals(labels.tolist(), adjusted, kept.tolist(), n, prior)
         assert list(zip(start.tolist(), end.tolist(), score.tolist(), strict=True)) == expected

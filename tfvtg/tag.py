@@ -139,12 +139,12 @@ def _lambda_objective(lam: float, x: np.ndarray) -> float:
     return float(-np.add.reduce(logs) + n / 2 * np.log(variance))
 
 
-def adjust_similarity(x: np.ndarray, gamma: float, profile: str = "default") -> np.ndarray:
+def adjust_similarity(x: np.ndarray, gamma: float) -> np.ndarray:
     """Step 3: a power transform chosen by a bounded scalar search, min-max scaled onto ``[min x, min x +
     max(range x, gamma)]`` (float32, after shifting non-positive values above 0).
 
-    Constant ``x`` (which includes M = 1) has no transform to choose: it is returned as is in every profile
-    (TAG's code gives NaN there).
+    Constant ``x`` (which includes M = 1), or one the transform makes constant in float32, has nothing to
+    scale: it is returned as is (TAG's code gives NaN there), in both profiles.
     """
     from scipy.optimize import minimize_scalar  # scipy is imported by TAG's steps only, not by TFVTG's
 
@@ -157,6 +157,8 @@ def adjust_similarity(x: np.ndarray, gamma: float, profile: str = "default") -> 
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         lam = minimize_scalar(_lambda_objective, bounds=LAMBDA_BOUNDS, args=(x,), method="bounded").x
         y = (x ** float(lam) - 1) / np.float32(lam)
+    if not y.max() > y.min():
+        return x
     y = (y - y.min()) / (y.max() - y.min())
     return (low + y * np.float32(max(high - low, gamma))).astype(np.float32)
 
@@ -458,7 +460,7 @@ def _localize(
     kept = mask_with_vote(s, mask_threshold)
     kept_index = np.flatnonzero(kept)
     m = kept_index.size
-    adjusted = adjust_similarity(s[kept_index], config.gamma, profile)
+    adjusted = adjust_similarity(s[kept_index], config.gamma)
     if m >= 2:
         pooled = pool_features(feats, kept, n, config.pool_width)
         k = min(config.k, m)
