@@ -56,8 +56,8 @@ _encoder_options = option_group(
 
 _method_option = click.option(
     "--method", type=click.Choice(GROUNDING_METHODS), default="tfvtg", show_default=True,
-    help="tfvtg: TFVTG's windows; tag: TAG's scene clustering (no LLM needed; with --llm, TFVTG's LLM flow "
-         "around it).")
+    help="tfvtg: TFVTG's windows; tag: TAG's scene clustering (no LLM needed; with LLM decompositions, "
+         "TFVTG's LLM flow around it).")
 
 _grounding_options = option_group(
     click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
