@@ -271,3 +271,22 @@ def test_unknown_profile_and_presets_without_a_tag_configuration() -> None:
     with pytest.raises(InputError, match="no configuration for preset 'qvhighlights'"):
         tag.localize(curve, feats, 10.0, preset="qvhighlights")
     assert tag.tag_preset("auto", 120.0)[0] == "activitynet"
+
+
+@pytest.mark.parametrize("profile", ["default", "reference"])
+def test_properties_on_random_curves(profile: str) -> None:
+    """Any finite input gives finite confidences (1 for the best score), at most cand_num spans inside the
+    video with start <= scene start < end, and the vote only reorders them."""
+    rng = np.random.default_rng(9)
+    for n in [1, 2, 4, 17, 60, 150]:
+        for _ in range(4):
+            curve = rng.normal(0.2, rng.choice([0.0, 0.02, 0.2]), n)
+            feats = rng.normal(size=(n, 6)) * rng.choice([0.0, 1.0])
+            for preset, cand_num in (("charades", 12), ("activitynet", 17)):
+                p = tag.localize(curve, feats, n / 3, preset=preset, profile=profile, vote_rank=False)
+                assert 1 <= len(p) <= cand_num and np.isfinite(p.score).all() and p.score[0] == 1
+                assert (p.start_index >= 0).all() and (p.start_index <= p.static_index).all()
+                assert (p.static_index < p.end_index).all() and (p.end_index <= n).all()
+                voted = tag.localize(curve, feats, n / 3, preset=preset, profile=profile)
+                spans = sorted(zip(p.static_index, p.end_index, strict=True))
+                assert sorted(zip(voted.static_index, voted.end_index, strict=True)) == spans

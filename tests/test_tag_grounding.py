@@ -53,6 +53,16 @@ def test_grounder_runs_tag_on_the_winning_tokens(tag_grounder, tiny_encoder, tin
     assert [m.score for m in result.moments] == sorted((m.score for m in result.moments), reverse=True)
 
 
+def test_reference_profile_grounds_with_tag(tiny_blip2_dir, tiny_encoder, tiny_features) -> None:
+    g = Grounder(str(tiny_blip2_dir), device="cpu", method="tag", profile="reference", progress=False,
+                 use_cache=False)
+    g._encoder = tiny_encoder
+    result = g.ground_details(tiny_features["bikes"], "a cyclist rides behind a van", top_k=3)
+    assert result.meta["localizer"] == "tag" and result.meta["profile"] == "reference"
+    duration = tiny_features["bikes"].duration
+    assert result.moments and all(0 <= m.start < m.end <= duration for m in result.moments)
+
+
 def test_tag_with_a_decomposition_runs_the_llm_flow_around_it(tag_grounder, tiny_features) -> None:
     decomposition = Decomposition.from_tfvtg({
         "relationship": "sequentially",
