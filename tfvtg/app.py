@@ -462,7 +462,8 @@ class GroundingApp:
 
         features, name = report.features, report.video.name
         facts = (f"**{name}**: {features.duration:.2f} s, {len(features.timestamps)} frames at "
-                 f"{features.fps:g} fps; model {self.grounder.model}, profile {self.grounder.profile}.")
+                 f"{features.fps:g} fps; model {self.grounder.model}, method {self.grounder.method}, profile "
+                 f"{self.grounder.profile}.")
         text_s = sum(r.meta["timings"].get("text_s", 0.0) + r.meta["timings"].get("ground_s", 0.0)
                      for r in report.results)
         count = f"{len(report.results)} quer{'y' if len(report.results) == 1 else 'ies'}"
