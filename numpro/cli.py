@@ -18,7 +18,16 @@ from numpro.mllm import DETAILS, IMAGE_FORMATS
 from numpro.overlay import POSITIONS
 from numpro.parse import FrameIndex
 from tfvtg import __version__
-from tfvtg.console import MAX_FPS, check_output_path, option_group, run_group, verbose_option, writing
+from tfvtg.console import (
+    MAX_FPS,
+    OutputSet,
+    check_output_path,
+    option_group,
+    run_group,
+    save_partial,
+    verbose_option,
+    writing,
+)
 from tfvtg.datasets import DATASETS
 from tfvtg.errors import InputError, TfvtgError
 from tfvtg.video import VIDEO_SUFFIXES
@@ -173,6 +182,8 @@ def overlay(video: Path, out: Path, fps: float, size: tuple[int, int] | None, ou
             check_output_path(path, inputs=[video], what="OUT")
     painter = NumberPainter(position=position, size=font_size)
     stream = sample_frames(video, fps, size)
+    if out_format == "png":  # an earlier run's frames must not stay beside this one's
+        OutputSet(out, _PngWriter.NAMES, "numbered frames").clear()
     started = time.perf_counter()
     writer: _FrameWriter = _PngWriter(out) if out_format == "png" else _Mp4Writer(out, fps)
     records = []
@@ -207,6 +218,8 @@ class _FrameWriter(ABC):
 
 
 class _PngWriter(_FrameWriter):
+    NAMES = r"frame_\d{5,}\.png|frames\.json"  # the files an overlay run owns in its folder
+
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.count = 0
@@ -405,7 +418,7 @@ def evaluate(dataset: str, annotations: Path, videos_dir: Path, out_path: Path |
                     predictions[i] = _prediction(details, prediction_qid(query.qid, dataset), vid)
                     bar.update(1)
     except (TfvtgError, KeyboardInterrupt):
-        _save_partial(out_path, [p for p in predictions if p], len(kept))
+        save_partial(out_path, [p for p in predictions if p], len(kept))
         raise
     if out_path is not None:
         with writing(out_path, "--out"):
@@ -429,18 +442,6 @@ def evaluate(dataset: str, annotations: Path, videos_dir: Path, out_path: Path |
     click.echo(format_metrics(metrics))
     click.echo(f"parse failures: {failures} of {len(kept)} answers ({metrics['parse_failure_rate']:.1f}%, "
                f"scored IoU 0); took {seconds:.1f} s" + (f"; predictions in {out_path}" if out_path else ""))
-
-
-def _save_partial(out_path: Path | None, made: list[dict[str, Any]], total: int) -> None:
-    """Keep the answers paid for when a run stops early: OUT.partial.jsonl beside --out (never over it)."""
-    from tfvtg.datasets import write_jsonl
-
-    if out_path is None or not made:
-        return
-    partial = out_path.with_name(f"{out_path.stem}.partial{out_path.suffix or '.jsonl'}")
-    with writing(partial, "partial predictions"):
-        write_jsonl(partial, made)
-    log.warning("stopped after %d of %d queries; their predictions are in %s", len(made), total, partial)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -38,6 +38,7 @@ __all__ = [
     "FORMAT_VERSION",
     "FeatureCache",
     "VideoFeatures",
+    "check_finite",
     "extract_features",
     "load_features",
     "prefetch",
@@ -181,6 +182,7 @@ class VideoFeatures:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"cannot read feature file {path}: bad metadata ({exc})") from None
+        check_finite(result, path)
         if encoder is not None and result.encoder != encoder:
             raise InputError(
                 f"{path} holds features of encoder {result.encoder!r}, not {encoder!r}; "
@@ -243,6 +245,23 @@ class VideoFeatures:
             sampling="tfvtg-npy",
             video=path.name.split(".")[0],
         )
+
+
+def check_finite(features: VideoFeatures, path: str | os.PathLike) -> None:
+    """Refuse features read from ``path`` that hold NaN or infinite values (a damaged extraction).
+
+    Such values make every similarity curve of the video non-finite, so the file is named here, where it is
+    read, rather than a query later.
+
+    Raises:
+        InputError: Naming the file, how many values are bad, and what to do.
+    """
+    bad = features.features.size - int(np.count_nonzero(np.isfinite(features.features)))
+    if bad:
+        raise InputError(f"feature file {path}: {bad} of its {features.features.size} values are not finite "
+                         "(NaN or inf); extract it again")
+    if not np.all(np.isfinite(features.timestamps)):
+        raise InputError(f"feature file {path}: its frame timestamps are not all finite; extract it again")
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
