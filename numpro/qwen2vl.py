@@ -194,8 +194,8 @@ class Qwen2VLBackend:
                 ) from exc
             raise ModelError(
                 f"cannot load {self.model_id}: not in the Hugging Face cache and the hub is unreachable "
-                f"(or the id is wrong); download it with `huggingface-cli download {self.model_id}` "
-                "or pass a local directory"
+                f"(or the id is wrong); download it with `hf download {self.model_id} --local-dir DIR` "
+                "and pass that directory"
             ) from exc
         except ValueError as exc:
             raise ModelError(

@@ -125,6 +125,7 @@ def _read_queries(query: str | None, queries: Sequence[str], queries_file: Path 
             raise InputError(f"queries file {queries_file} holds no query (only blank lines and # comments): "
                              "write one query per line")
         texts += found
+    if not texts:
         raise InputError("no query given: pass QUERY, --query TEXT or --queries-file FILE")
     return [check_query(text) for text in texts]
 

@@ -59,7 +59,7 @@ def _same_fps(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
 
 
-@dataclass(eq=False)  # arrays make field-wise == ambiguous; compare .features etc. explicitly
+@dataclass(eq=False)  # == compares the arrays' values (tfvtg.compare), not the ambiguous array ==
 class VideoFeatures:
     """Encoder features of a video's sampled frames, with the metadata needed to use them correctly.
 
@@ -106,6 +106,20 @@ class VideoFeatures:
 
     def __len__(self) -> int:
         return len(self.features)
+
+    def __eq__(self, other: object) -> bool:
+        from tfvtg.compare import fields_equal
+
+        return fields_equal(self, other)
+
+    __hash__ = None  # type: ignore[assignment]  (mutable arrays inside)
+
+    def __repr__(self) -> str:
+        # The arrays as shape and dtype: a full repr prints every value (kilobytes for a short clip).
+        t, q, d = self.features.shape
+        return (f"VideoFeatures(video={self.video!r}, frames={t}, features=({t}, {q}, {d}) "
+                f"{self.features.dtype}, duration={self.duration:.2f}, fps={self.fps:g}, "
+                f"encoder={self.encoder!r}, sampling={self.sampling!r})")
 
     @property
     def num_frames(self) -> int:

@@ -1,0 +1,350 @@
+"""Issue 10's classes of failure, one regression test (or a few) per class: nothing silently wrong, no work
+thrown away, clear and early errors, a Python API that names the bad argument.
+
+Videos are synthetic (tests/fixtures/videos.py), the model is the tiny BLIP-2 (tests/fixtures/tiny_models.py),
+commands run in-process through their ``main(argv)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from numpro.cli import main as numpro_main
+from tests.fixtures.videos import make_video, pattern_index
+from tfvtg.cli import main as tfvtg_main
+from tfvtg.console import OutputSet, counted
+from tfvtg.datasets import check_spans, load_dataset
+from tfvtg.errors import InputError, VideoError
+from tfvtg.evaluate import evaluate
+from tfvtg.features import VideoFeatures
+from tfvtg.video import probe_video, reference_indices, sample_frames
+
+
+@pytest.fixture(autouse=True)
+def _logs_reach_caplog(monkeypatch, tmp_path):
+    # The CLI's setup_logging (run in-process by other tests) stops "tfvtg" records from reaching caplog.
+    monkeypatch.setattr(logging.getLogger("tfvtg"), "propagate", True)
+    monkeypatch.setattr(logging.getLogger("tfvtg"), "handlers", [])
+    monkeypatch.setenv("TFVTG_CACHE", str(tmp_path / "cache"))
+
+
+def _error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+# ------------------------------------------------------------------------ stale outputs: one set per folder
+
+
+def test_numpro_overlay_rerun_leaves_only_its_own_frames(tmp_path):
+    long_clip = make_video(tmp_path / "long.avi", n_frames=40, fps=10)
+    short_clip = make_video(tmp_path / "short.mp4", n_frames=12, fps=10)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")  # not of the set's form: never touched
+    assert numpro_main(["overlay", str(long_clip), str(out), "--size", "64x48"]) == 0
+    assert len(list(out.glob("frame_*.png"))) == 4
+    assert numpro_main(["overlay", str(short_clip), str(out), "--size", "64x48"]) == 0
+    frames = sorted(p.name for p in out.glob("frame_*.png"))
+    listed = json.loads((out / "frames.json").read_text())["frames"]
+    assert frames == [r["file"] for r in listed] == ["frame_00000.png", "frame_00001.png"]
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_output_set_removes_only_its_pattern(tmp_path):
+    names = ["fig.png", "fig-1.png", "fig-12.png", "fig-old.png", "fig.pdf", "other-1.png"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    from tfvtg.cli import _figure_names
+
+    removed = OutputSet(tmp_path, _figure_names(tmp_path / "fig.png"), "figures").clear()
+    assert removed == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fig-old.png", "fig.pdf", "other-1.png"]
+    assert OutputSet(tmp_path / "missing", "x", "things").clear() == 0
+
+
+def test_ground_plot_rerun_with_fewer_queries(tmp_path, tiny_blip2_dir, capsys):
+    video = make_video(tmp_path / "clip.mp4", n_frames=20, fps=10)
+    figure = tmp_path / "figs" / "curves.png"
+    common = ["--plot", str(figure), "--model", str(tiny_blip2_dir), "--device", "cpu", "--no-cache"]
+    assert tfvtg_main(["ground", str(video), "-q", "a dog", "-q", "a cat", "-q", "a cow", *common]) == 0
+    assert sorted(p.name for p in figure.parent.iterdir()) == ["curves-1.png", "curves-2.png", "curves-3.png"]
+    assert tfvtg_main(["ground", str(video), "a dog", *common]) == 0
+    assert sorted(p.name for p in figure.parent.iterdir()) == ["curves.png"]
+    out = capsys.readouterr().out
+    assert f"wrote {figure}" in out.splitlines()
+    assert "(2.00 s, 6 frames at 3 fps" in out
+
+
+# ------------------------------------------------------------- reference sampling counts frames as decord
+
+
+def _reference_patterns(path, fps: float) -> tuple[list[int], list[float]]:
+    stream = sample_frames(path, fps, mode="reference")
+    samples = list(stream)
+    return [pattern_index(frame) for frame, _ in samples], [t for _, t in samples]
+
+
+def test_reference_sampling_on_out_of_order_timestamps(tmp_path, caplog):
+    # An AVI with B-frames: the decoder hands frames out in display order, but their timestamps are the
+    # packets' (decode order), so they go backwards now and then.
+    clip = make_video(tmp_path / "bframes.avi", n_frames=30, fps=10)
+    import av
+
+    with av.open(str(clip)) as container:
+        pts = [frame.pts for frame in container.decode(video=0)]
+    assert any(b <= a for a, b in zip(pts, pts[1:], strict=False))  # the file is what this test is about
+    with caplog.at_level(logging.WARNING, logger="tfvtg"):
+        patterns, times = _reference_patterns(clip, 3.0)
+    assert patterns == reference_indices(30, 10.0, 3.0).tolist()  # frame k shows pattern k
+    np.testing.assert_allclose(times, np.asarray(patterns) / 10.0)
+    assert not [r for r in caplog.records if "missing" in r.getMessage()]
+
+
+def test_reference_sampling_held_out_file(tmp_path):
+    # Held out while the fix was written: another length, rate, size and sampling rate.
+    clip = make_video(tmp_path / "held_out.avi", n_frames=53, fps=Fraction(24), size=(40, 56),
+                      preset="medium")
+    patterns, times = _reference_patterns(clip, 2.0)
+    expected = reference_indices(53, 24.0, 2.0).tolist()
+    assert patterns == expected
+    np.testing.assert_allclose(times, np.asarray(expected) / 24.0)
+
+
+# ---------------------------------------------------------------------- inputs that cannot be right
+
+
+def test_still_image_named_like_a_video(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (32, 24), "red").save(tmp_path / "photo.png")
+    fake = tmp_path / "photo.mp4"
+    fake.write_bytes((tmp_path / "photo.png").read_bytes())
+    with pytest.raises(VideoError, match=r"photo.mp4: it is a still png file, not a video"):
+        probe_video(fake)
+
+
+def test_fps_above_the_video_rate_warns(tmp_path, caplog):
+    clip = make_video(tmp_path / "slow.mp4", n_frames=10, fps=5)
+    with caplog.at_level(logging.WARNING, logger="tfvtg"):
+        list(sample_frames(clip, 3.0))
+        assert not caplog.records
+        list(sample_frames(clip, 12.0))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"sampling {clip} at 12 fps, above its own 5 fps: each frame is sampled several times; "
+        "use --fps 5 or lower"
+    ]
+
+
+def test_annotation_spans_outside_the_video_are_named(tmp_path, caplog):
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({
+        "v1": {"duration": 10.0, "timestamps": [[2, 4], [8, 12.5], [3, 3]], "sentences": ["a", "b", "c"]},
+        "v2": {"duration": 5.0, "timestamps": [[6, 7]], "sentences": ["d"]},
+    }))
+    with caplog.at_level(logging.WARNING, logger="tfvtg"):
+        queries = load_dataset("charades-sta", ann)
+    assert len(queries) == 4  # kept as annotated (the official metrics score them raw)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert ("1 of 4 ground-truth spans end after their video's annotated duration (v1#1 [8, 12.5] of 10 s)"
+            in text)
+    assert "start at or after their video's end" in text and "v2#0 [6, 7] of 5 s" in text
+    assert "zero length" in text and "v1#2 [3, 3]" in text
+    assert check_spans(queries[:1], "x") == {"end after the video": [], "start after the video": [],
+                                            "zero length": []}
+
+
+def test_qvhighlights_saliency_checked_when_read(tmp_path):
+    good = {"qid": 1, "vid": "v", "query": "a dog", "duration": 10, "relevant_windows": [[0, 4]],
+            "relevant_clip_ids": [0, 1], "saliency_scores": [[1, 2, 3], [4, 4, 4]]}
+    lacking = {"qid": 2, "vid": "v", "query": "a cat", "duration": 10, "relevant_windows": [[4, 6]]}
+    path = tmp_path / "val.jsonl"
+    path.write_text(json.dumps(good) + "\n" + json.dumps(lacking) + "\n")
+    with pytest.raises(InputError, match=r"val.jsonl: line 2 \(qid 2\): no 'relevant_clip_ids'"):
+        load_dataset("qvhighlights", path)
+    path.write_text(json.dumps({**good, "relevant_clip_ids": [0, 7]}) + "\n")
+    with pytest.raises(InputError, match="relevant clip id 7 is beyond the 5 2-second clips"):
+        load_dataset("qvhighlights", path)
+    path.write_text(json.dumps({**good, "saliency_scores": [[1, 2, 3], [4, 4]]}) + "\n")
+    with pytest.raises(InputError, match="one score per annotator"):
+        load_dataset("qvhighlights", path)
+
+
+def test_plot_gt_outside_the_video_and_unknown_figure_format(tmp_path, capsys):
+    clip = make_video(tmp_path / "clip.mp4", n_frames=20, fps=10)
+    assert tfvtg_main(["plot", str(clip), "a dog", "--out", str(tmp_path / "f.png"), "--gt", "5", "6"]) == 1
+    assert "--gt 5 6 starts after the end of clip.mp4 (2.00 s)" in _error_line(capsys.readouterr().err)
+    assert tfvtg_main(["plot", str(clip), "a dog", "--out", str(tmp_path / "f.xyz")]) == 1
+    assert "cannot write a .xyz figure; use one of" in _error_line(capsys.readouterr().err)
+    assert tfvtg_main(["ground", str(clip), "a dog", "--plot", str(tmp_path / "f.xyz")]) == 1
+    assert "--plot" in _error_line(capsys.readouterr().err)
+
+
+# ----------------------------------------------------------------------------- outputs and inputs, CLI
+
+
+@pytest.mark.parametrize("option", ["--plot", "--queries-file", "--cache-dir"])
+def test_paths_of_the_wrong_kind_are_one_error_line(tmp_path, capsys, option):
+    clip = make_video(tmp_path / "clip.mp4", n_frames=10, fps=10)
+    target = tmp_path / "a-file.txt" if option == "--cache-dir" else tmp_path
+    target.write_text("x") if option == "--cache-dir" else None
+    assert tfvtg_main(["ground", str(clip), "a dog", option, str(target)]) == 1
+    assert _error_line(capsys.readouterr().err)
+
+
+def test_queries_file_with_bom_and_only_comments(tmp_path):
+    from tfvtg.cli import _read_queries
+
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes("\ufeffa dog runs\n# note\nthe dog sleeps\n".encode())
+    assert _read_queries(None, (), bom) == ["a dog runs", "the dog sleeps"]
+    comments = tmp_path / "comments.txt"
+    comments.write_text("# one\n\n  # two\n")
+    with pytest.raises(InputError, match=r"comments.txt holds no query \(only blank lines and # comments\)"):
+        _read_queries(None, (), comments)
+
+
+def test_verbose_before_or_after_the_command(tmp_path, capsys):
+    clip = make_video(tmp_path / "clip.mp4", n_frames=10, fps=10)
+    for argv in (["-v", "ground", str(clip), ""], ["ground", "-v", str(clip), ""]):
+        assert tfvtg_main(argv) == 1
+        assert logging.getLogger("tfvtg").level == logging.DEBUG, argv
+        assert "Traceback" in capsys.readouterr().err
+    assert numpro_main(["-v", "ground", str(clip), ""]) == 1
+    assert logging.getLogger("numpro").level == logging.DEBUG
+    assert tfvtg_main(["ground", str(clip), ""]) == 1
+    assert logging.getLogger("tfvtg").level == logging.INFO
+
+
+def test_warnings_print_above_progress_bars(capsys):
+    from tqdm import tqdm
+
+    from tfvtg.console import setup_logging
+
+    setup_logging()
+    with tqdm(total=3, file=sys.stderr, desc="working") as bar:
+        bar.update(1)
+        logging.getLogger("tfvtg").warning("something to say")
+    err = capsys.readouterr().err
+    line = next(line for line in err.replace("\r", "\n").splitlines() if "something to say" in line)
+    assert line == "warning: something to say"  # its own line, not glued after the bar
+
+
+def test_counted_nouns():
+    assert counted(1, "frame") == "1 frame" and counted(0, "frame") == "0 frames"
+    assert counted(1, "query", "queries") == "1 query" and counted(2, "query", "queries") == "2 queries"
+
+
+# --------------------------------------------------------------------------------- evaluate keeps work
+
+
+@pytest.fixture
+def three_clips(tmp_path, tiny_features_dir, annotation_file_for):
+    feats = tmp_path / "features"
+    feats.mkdir()
+    for path in tiny_features_dir.glob("*.safetensors"):
+        (feats / path.name).write_bytes(path.read_bytes())
+    return feats, annotation_file_for(tmp_path)
+
+
+@pytest.fixture
+def annotation_file_for(clip_queries, tiny_features):
+    def write(folder: Path) -> Path:
+        path = folder / "clips.json"
+        path.write_text(json.dumps({
+            vid: {"duration": round(tiny_features[vid].duration, 2),
+                  "timestamps": [q["spans"][0] for q in queries], "sentences": [q["query"] for q in queries]}
+            for vid, queries in clip_queries.items()
+        }))
+        return path
+
+    return write
+
+
+def _poison(path: Path) -> None:
+    feats = VideoFeatures.load(path)
+    feats.features[1, 0, 0] = np.nan
+    feats.save(path)
+
+
+def test_evaluate_names_and_skips_non_finite_features(three_clips, tiny_blip2_dir, capsys):
+    feats, ann = three_clips
+    _poison(feats / "bikes.safetensors")
+    base = ["evaluate", "--dataset", "charades-sta", "--annotations", str(ann), "--features", str(feats),
+            "--model", str(tiny_blip2_dir), "--device", "cpu"]
+    out = feats.parent / "preds.jsonl"
+    assert tfvtg_main([*base, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    line = _error_line(err)
+    assert "bikes.safetensors: 1 of its" in line and "not finite" in line and "--skip-bad" in line
+    partial = feats.parent / "preds.partial.jsonl"
+    kept = [json.loads(x) for x in partial.read_text().splitlines()]
+    assert kept and {p["vid"] for p in kept} == {"bigbuckbunny"}  # grounded before bikes, not thrown away
+    assert str(partial) in err
+    assert tfvtg_main([*base, "--skip-bad", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["bad_videos"] == 1 and summary["skipped_queries"] > 0 and summary["videos"] == 2
+    report = evaluate("charades-sta", ann, feats, model=str(tiny_blip2_dir), device="cpu", skip_bad=True,
+                      progress=False)
+    assert list(report.bad_videos) == ["bikes"] and "not finite" in report.bad_videos["bikes"]
+    assert report.load_seconds > 0 and report.seconds > 0
+
+
+def test_evaluate_refuses_another_videos_features(three_clips, tiny_blip2_dir):
+    feats, ann = three_clips
+    records = json.loads(ann.read_text())
+    records["cup"]["duration"] = 55.0
+    ann.write_text(json.dumps(records))
+    with pytest.raises(InputError, match=r"cup.safetensors: features of a 8.10 s video, but the annotations "
+                                         r"give it 55 s"):
+        evaluate("charades-sta", ann, feats, model=str(tiny_blip2_dir), device="cpu", progress=False)
+    report = evaluate("charades-sta", ann, feats, model=str(tiny_blip2_dir), device="cpu", skip_bad=True,
+                      progress=False)
+    assert list(report.bad_videos) == ["cup"] and report.n_videos == 2
+
+
+def test_evaluate_prints_the_load_apart(three_clips, tiny_blip2_dir, capsys):
+    feats, ann = three_clips
+    assert tfvtg_main(["evaluate", "--dataset", "charades-sta", "--annotations", str(ann), "--features",
+                       str(feats), "--model", str(tiny_blip2_dir), "--device", "cpu"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("took ") and "queries/s), plus " in last and last.endswith(" s loading the model")
+
+
+# ------------------------------------------------------------------------------- offline, fast and clear
+
+
+def test_offline_without_the_model_fails_before_torch_loads(tmp_path):
+    code = (
+        "import sys\n"
+        "from tfvtg.encoders import create_encoder\n"
+        "from tfvtg.errors import ModelError\n"
+        "try:\n"
+        "    create_encoder('blip2-coco', cache_dir=sys.argv[1])\n"
+        "except ModelError as exc:\n"
+        "    print(exc)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    for env in ({"HF_HUB_OFFLINE": "1"}, {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"}):
+        full = {k: v for k, v in os.environ.items() if "PROXY" not in k.upper()} | env
+        proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                              env=full, timeout=120, check=True)
+        message, torch_loaded = proc.stdout.strip().splitlines()
+        assert torch_loaded == "False", env  # decided before anything heavy is imported
+        hint = "hf download Salesforce/blip2-itm-vit-g-coco --local-dir models/blip2-itm-vit-g-coco"
+        assert hint in message
+    from importlib.metadata import entry_points
+
+    # The command the message suggests is one the installed huggingface_hub provides.
+    (hf,) = entry_points(group="console_scripts", name="hf")
+    assert hf.load() is not None
