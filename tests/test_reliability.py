@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import subprocess
 import sys
 from fractions import Fraction
@@ -26,7 +27,7 @@ from tfvtg.datasets import check_spans, load_dataset
 from tfvtg.errors import InputError, VideoError
 from tfvtg.evaluate import evaluate
 from tfvtg.features import VideoFeatures
-from tfvtg.video import probe_video, reference_indices, sample_frames
+from tfvtg.video import probe_video, read_frames, reference_indices, sample_frames
 
 
 @pytest.fixture(autouse=True)
@@ -348,3 +349,91 @@ def test_offline_without_the_model_fails_before_torch_loads(tmp_path):
     # The command the message suggests is one the installed huggingface_hub provides.
     (hf,) = entry_points(group="console_scripts", name="hf")
     assert hf.load() is not None
+
+
+# ----------------------------------------------------------------------------------------- Python API
+
+
+@pytest.fixture(scope="module")
+def grounder_and_video(tiny_blip2_dir, tiny_features):
+    from tfvtg import Grounder
+
+    return Grounder(str(tiny_blip2_dir), device="cpu", use_cache=False, progress=False), tiny_features["cup"]
+
+
+@pytest.mark.parametrize(("video", "query", "kwargs", "message"), [
+    (np.zeros((2, 8, 8, 3), np.uint8), "x", {}, r"got ndarray of shape \(2, 8, 8, 3\) uint8.*encode_frames"),
+    (None, "x", {}, "video must be a video file path .* got NoneType None"),
+    (123, "x", {}, "video must be a video file path .* got int 123"),
+    ("FEATURES", ["a", "b"], {}, r"query must be a sentence \(a str\), got list"),
+    ("FEATURES", 3.5, {}, r"query must be a sentence \(a str\), got float"),
+    ("FEATURES", "x", {"top_k": 2.7}, "top_k must be a positive integer, got 2.7"),
+    ("FEATURES", "x", {"top_k": "3"}, "top_k must be a positive integer, got '3'"),
+    ("FEATURES", "x", {"top_k": True}, "top_k must be a positive integer, got True"),
+    ("FEATURES", "x", {"top_k": None}, "top_k must be a positive integer, got None"),
+    ("FEATURES", "x", {"decomposition": "sequentially"}, "decomposition must be a Decomposition"),
+])
+def test_ground_names_the_bad_argument(grounder_and_video, video, query, kwargs, message):
+    grounder, features = grounder_and_video
+    with pytest.raises(InputError, match=message):
+        grounder.ground(features if isinstance(video, str) else video, query, **kwargs)
+
+
+def test_grounder_arguments_are_checked():
+    from tfvtg import Grounder
+
+    for kwargs, message in [({"batch_size": 2.5}, "batch_size"), ({"batch_size": "8"}, "batch_size"),
+                            ({"stride_seconds": "2"}, "stride_seconds"), ({"model": None}, "model"),
+                            ({"dedup_threshold": -1}, "dedup_threshold")]:
+        with pytest.raises(InputError, match=message):
+            Grounder(**kwargs)
+
+
+def test_results_and_features_compare_and_print(grounder_and_video):
+    grounder, features = grounder_and_video
+    result = grounder.ground_details(features, "a hand lifts a cup", top_k=3)
+    copy = pickle.loads(pickle.dumps(result))
+    assert copy == result
+    copy.curves[result.query] = copy.curves[result.query] + 1
+    assert copy != result
+    assert pickle.loads(pickle.dumps(features)) == features
+    assert features != VideoFeatures(features.features[:2], features.timestamps[:2], 1.0, 3.0, "x", (8, 8))
+    text = repr(features)
+    assert len(text) < 300 and "frames=25" in text and "(25, " in text
+    assert len(repr(result)) < 400 and "GroundingResult(query='a hand lifts a cup'" in repr(result)
+
+
+def test_reference_table_explains_a_higher_score_below_rank_one(grounder_and_video):
+    from tfvtg.cli import _moments_table
+    from tfvtg.moment import Moment
+
+    grounder, features = grounder_and_video
+    result = grounder.ground_details(features, "a hand lifts a cup", top_k=3)
+    assert not any("note:" in line for line in _moments_table(result))
+    result.moments = [Moment(0.0, 2.0, 1.0), Moment(3.0, 5.0, 1.53)]
+    assert "(bug B2), so a lower rank can show a higher score" in _moments_table(result)[-1]
+
+
+def test_in_memory_frames_as_a_video(grounder_and_video, tmp_path):
+    grounder, _ = grounder_and_video
+    clip = make_video(tmp_path / "clip.mp4", n_frames=12, fps=6, size=(32, 32))
+    frames, times, duration = read_frames(clip, 3.0, (32, 32))
+    from_file = grounder.encode_video(clip)
+    from_array = grounder.encode_frames(frames, timestamps=times, duration=duration)
+    np.testing.assert_array_equal(from_array.features, from_file.features)  # same frames, same features
+    assert from_array.duration == from_file.duration
+    assert grounder.ground(from_array, "a dog") == grounder.ground(from_file, "a dog")
+    by_rate = grounder.encode_frames(frames, fps=3)
+    np.testing.assert_allclose(by_rate.timestamps, np.arange(6) / 3)
+    assert by_rate.duration == 2.0
+    for kwargs, message in [({}, "time axis once"), ({"fps": 3, "timestamps": times}, "time axis once"),
+                            ({"fps": "3"}, "fps must be a positive number"),
+                            ({"timestamps": times[::-1]}, "strictly increasing"),
+                            ({"timestamps": times[:2]}, "one time per frame"),
+                            ({"fps": 3, "duration": 0.5}, "after the last frame")]:
+        with pytest.raises(InputError, match=message):
+            grounder.encode_frames(frames, **kwargs)
+    with pytest.raises(InputError, match="must be uint8"):
+        grounder.encode_frames(frames.astype(np.float32), fps=3)
+    with pytest.raises(InputError, match=r"\(T, H, W, 3\)"):
+        grounder.encode_frames(frames[..., 0], fps=3)

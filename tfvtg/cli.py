@@ -157,7 +157,13 @@ def _moments_table(result: GroundingResult) -> list[str]:
     rows += [(str(i), _clock(m.start), _clock(m.end), f"{m.start:.2f}", f"{m.end:.2f}", f"{m.score:.3f}")
              for i, m in enumerate(result.moments, start=1)]
     widths = [max(len(row[c]) for row in rows) for c in range(6)]
-    return ["  " + "  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines = ["  " + "  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    scores = [m.score for m in result.moments]
+    if any(s > scores[0] for s in scores[1:]):  # the reference profile keeps the official code's order
+        lines.append("  note: ranked as the official code ranks (--profile reference): its confidences "
+                     "invert when the best window's score is negative (bug B2), so a lower rank can show a "
+                     "higher score")
+    return lines
 
 
 def _numbered(path: Path, index: int, count: int) -> Path:

@@ -193,8 +193,10 @@ def _short(value: Any, limit: int = 40) -> str:
 def check_video_path(path: str | os.PathLike[str], name: str = "video") -> Path:
     """The path of an existing regular file; else a `VideoError` / `InputError` a user can act on."""
     if not isinstance(path, (str, os.PathLike)):
+        hint = "; encode an in-memory array with Grounder.encode_frames(frames, fps=...) first" \
+            if isinstance(path, np.ndarray) else ""
         raise InputError(f"{name} must be a video file path (or features from encode_video), got "
-                         f"{type(path).__name__} {_short(path)}")
+                         f"{type(path).__name__} {_short(path)}{hint}")
     video = Path(path).expanduser()
     if not video.exists():
         raise VideoError(f"video not found: {video}")
@@ -351,6 +353,16 @@ class Grounder:
         while len(self._videos) > 1 and held() > _VIDEO_MEMO_BYTES:
             self._videos.popitem(last=False)
         return features
+
+    def encode_frames(self, frames: np.ndarray, *, fps: float | None = None, timestamps: Any = None,
+                      duration: float | None = None) -> VideoFeatures:
+        """Features of in-memory (T, H, W, 3) uint8 RGB frames, timed by ``fps`` or ``timestamps``.
+
+        See `tfvtg.frames.encode_frames`; not cached (an array has no file to key on).
+        """
+        from tfvtg.frames import encode_frames
+
+        return encode_frames(frames, self.encoder, fps=fps, timestamps=timestamps, duration=duration)
 
     def _extract(self, video: Path) -> VideoFeatures:
         from tfvtg.features import FeatureCache, extract_features
