@@ -22,6 +22,7 @@ from tfvtg.console import (
     MAX_FPS,
     OutputSet,
     check_output_path,
+    counted,
     option_group,
     run_group,
     save_partial,
@@ -200,9 +201,8 @@ def overlay(video: Path, out: Path, fps: float, size: tuple[int, int] | None, ou
             "duration": stream.duration, "output": str(out), "format": out_format, "frames": records}
     with writing(json_path, "frames.json"):
         json_path.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
-    click.echo(f"{len(records)} numbered frames of {video.name} ({stream.duration:.2f} s at {fps:g} fps) "
-               f"-> {out}"
-               f"; numbers and timestamps in {json_path} ({time.perf_counter() - started:.1f} s)")
+    click.echo(f"{counted(len(records), 'numbered frame')} of {video.name} ({stream.duration:.2f} s at "
+               f"{fps:g} fps) -> {out}; numbers and timestamps in {json_path} ({time.perf_counter() - started:.1f} s)")
 
 
 class _FrameWriter(ABC):
@@ -323,7 +323,7 @@ def ground(video: Path, query: str, as_json: bool, top_k: int, **options: Any) -
         click.echo(json.dumps(line, ensure_ascii=False))
         return
     coarse = details.coarse
-    click.echo(f"video: {video.name} ({details.duration:.2f} s, {len(coarse.times)} frames at "
+    click.echo(f"video: {video.name} ({details.duration:.2f} s, {counted(len(coarse.times), 'frame')} at "
                f"{grounder.fps:g} fps; mllm {grounder.mllm.name})")
     click.echo(f"query: {details.query}")
     click.echo(f"answer: {_one_line(coarse.answer)}")
@@ -408,7 +408,9 @@ def evaluate(dataset: str, annotations: Path, videos_dir: Path, out_path: Path |
     predictions: list[dict[str, Any]] = [{} for _ in kept]
     failures = 0
     try:
-        with click.progressbar(length=len(kept), label="grounding", file=sys.stderr) as bar:
+        from tqdm import tqdm  # a tqdm bar: the log handler prints warnings above it (tfvtg.console)
+
+        with tqdm(total=len(kept), desc="grounding", unit="query", leave=False, file=sys.stderr) as bar:
             for vid, indices in by_video.items():
                 sampled: SampledVideo = grounder.sample(paths[vid])  # decoded once for all its queries
                 for i in indices:
