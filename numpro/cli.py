@@ -202,7 +202,8 @@ def overlay(video: Path, out: Path, fps: float, size: tuple[int, int] | None, ou
     with writing(json_path, "frames.json"):
         json_path.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     click.echo(f"{counted(len(records), 'numbered frame')} of {video.name} ({stream.duration:.2f} s at "
-               f"{fps:g} fps) -> {out}; numbers and timestamps in {json_path} ({time.perf_counter() - started:.1f} s)")
+               f"{fps:g} fps) -> {out}; numbers and timestamps in {json_path} "
+               f"({time.perf_counter() - started:.1f} s)")
 
 
 class _FrameWriter(ABC):
