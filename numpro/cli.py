@@ -27,6 +27,7 @@ from tfvtg.console import (
     run_group,
     save_partial,
     verbose_option,
+    write_predictions,
     writing,
 )
 from tfvtg.datasets import DATASETS
@@ -380,7 +381,7 @@ def evaluate(dataset: str, annotations: Path, videos_dir: Path, out_path: Path |
     is decoded once for all its queries.
     """
     from numpro.ground import SampledVideo
-    from tfvtg.datasets import load_dataset, write_jsonl
+    from tfvtg.datasets import load_dataset
     from tfvtg.evaluate import prediction_qid, score_predictions
     from tfvtg.metrics import format_metrics
 
@@ -424,8 +425,7 @@ def evaluate(dataset: str, annotations: Path, videos_dir: Path, out_path: Path |
         save_partial(out_path, [p for p in predictions if p], len(kept))
         raise
     if out_path is not None:
-        with writing(out_path, "--out"):
-            write_jsonl(out_path, predictions)
+        write_predictions(out_path, predictions)
     # Moment retrieval only for QVHighlights: NumPro's answers carry no per-clip saliency.
     metrics = score_predictions(dataset, predictions, kept)
     metrics["parse_failure_rate"] = 100.0 * failures / len(kept)

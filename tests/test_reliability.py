@@ -292,7 +292,8 @@ def test_evaluate_names_and_skips_non_finite_features(three_clips, tiny_blip2_di
     kept = [json.loads(x) for x in partial.read_text().splitlines()]
     assert kept and {p["vid"] for p in kept} == {"bigbuckbunny"}  # grounded before bikes, not thrown away
     assert str(partial) in err
-    assert tfvtg_main([*base, "--skip-bad", "--json"]) == 0
+    assert tfvtg_main([*base, "--skip-bad", "--json", "--out", str(out)]) == 0
+    assert not partial.exists() and out.is_file()  # a complete run leaves no stale partial file beside it
     summary = json.loads(capsys.readouterr().out)
     assert summary["bad_videos"] == 1 and summary["skipped_queries"] > 0 and summary["videos"] == 2
     report = evaluate("charades-sta", ann, feats, model=str(tiny_blip2_dir), device="cpu", skip_bad=True,

@@ -425,8 +425,7 @@ def evaluate(dataset: str, annotations: Path, features_dir: Path, feature_format
     left out of the metrics). If the run stops early (an error, Ctrl-C), the predictions made so far are kept
     in OUT.partial.jsonl beside --out.
     """
-    from tfvtg.console import save_partial
-    from tfvtg.datasets import write_jsonl
+    from tfvtg.console import save_partial, write_predictions
     from tfvtg.errors import TfvtgError
     from tfvtg.evaluate import evaluate as run_evaluation
     from tfvtg.metrics import format_metrics
@@ -445,8 +444,7 @@ def evaluate(dataset: str, annotations: Path, features_dir: Path, feature_format
         save_partial(out_path, made, None)
         raise
     if out_path is not None:
-        with writing(out_path, "--out"):
-            write_jsonl(out_path, report.predictions)
+        write_predictions(out_path, report.predictions)
     rate = report.n_queries / report.seconds if report.seconds > 0 else float("inf")
     summary = {"dataset": dataset, "queries": report.n_queries, "videos": report.n_videos,
                "method": report.method, "profile": profile, "seconds": round(report.seconds, 2),

@@ -26,7 +26,7 @@ from tfvtg.video import MAX_FPS  # re-exported: the commands' --fps limit
 
 __all__ = [
     "MAX_FPS", "OutputSet", "check_output_path", "counted", "option_group", "run_group", "save_partial",
-    "setup_logging", "verbose_option", "writing",
+    "setup_logging", "verbose_option", "write_predictions", "writing",
 ]
 
 _LOG_FORMAT = "%(levelname)s: %(message)s"
@@ -204,14 +204,32 @@ def save_partial(out_path: str | os.PathLike[str] | None, made: Sequence[Any],
 
     if out_path is None or not made:
         return None
-    out_path = Path(out_path)
-    partial = out_path.with_name(f"{out_path.stem}.partial{out_path.suffix or '.jsonl'}")
+    partial = _partial_path(out_path)
     with writing(partial, "partial predictions"):
         write_jsonl(partial, made)
     done = counted(len(made), "query", "queries") if total is None else \
         f"{len(made)} of {counted(total, 'query', 'queries')}"
     logging.getLogger("tfvtg").warning("stopped after %s; their predictions are in %s", done, partial)
     return partial
+
+
+def _partial_path(out_path: str | os.PathLike[str]) -> Path:
+    out_path = Path(out_path)
+    return out_path.with_name(f"{out_path.stem}.partial{out_path.suffix or '.jsonl'}")
+
+
+def write_predictions(out_path: str | os.PathLike[str], records: Sequence[Any]) -> None:
+    """Write a finished run's predictions to ``--out`` and remove an earlier stopped run's partial file
+    beside it, so the folder never holds a stale ``OUT.partial.jsonl`` next to a complete ``OUT``."""
+    from tfvtg.datasets import write_jsonl
+
+    with writing(out_path, "--out"):
+        write_jsonl(out_path, records)
+    partial = _partial_path(out_path)
+    if partial.is_file():
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+        logging.getLogger("tfvtg").info("removed %s, left by an earlier run that stopped", partial)
 
 
 @contextlib.contextmanager
