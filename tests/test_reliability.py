@@ -438,3 +438,21 @@ def test_in_memory_frames_as_a_video(grounder_and_video, tmp_path):
         grounder.encode_frames(frames.astype(np.float32), fps=3)
     with pytest.raises(InputError, match=r"\(T, H, W, 3\)"):
         grounder.encode_frames(frames[..., 0], fps=3)
+
+
+def test_numpro_api_names_the_bad_argument(monkeypatch):
+    from numpro import NumProGrounder
+
+    monkeypatch.setenv("OPENAI_API_KEY", "not-used")
+    grounder = NumProGrounder("gpt-4o")
+    for args, kwargs, message in [((None, "x"), {}, "video must be a video file path.*got NoneType"),
+                                  ((np.zeros((2, 8, 8, 3), np.uint8), ["x"]), {}, "query must be a sentence"),
+                                  ((np.zeros((2, 8, 8, 3), np.uint8), "x"), {"top_k": "3"}, "top_k must be")]:
+        with pytest.raises(InputError, match=message):
+            grounder.ground(*args, **kwargs)
+
+
+def test_top_k_help_says_at_most(capsys):
+    for argv in (["ground", "--help"], ["evaluate", "--help"]):
+        assert tfvtg_main(argv) == 0
+        assert "At most this many" in " ".join(capsys.readouterr().out.split())
