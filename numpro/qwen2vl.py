@@ -139,6 +139,11 @@ class Qwen2VLBackend:
         """
         if self._model is not None:
             return self
+        source = self._source()
+        if not Path(source).is_dir():  # offline and not cached: one line now, before torch, not retries
+            from tfvtg.hub import require_model
+
+            require_model(source)
         import torch  # noqa: F401  (fail early with a clear error if torch is broken)
         import transformers
 
@@ -146,7 +151,6 @@ class Qwen2VLBackend:
 
         device = resolve_device(self.device_name)
         dtype = resolve_dtype(self.dtype_name, device)
-        source = self._source()
         config = self._load("config", lambda: transformers.AutoConfig.from_pretrained(source))
         model_type = getattr(config, "model_type", None)
         model_cls = _model_class(model_type)

@@ -412,6 +412,8 @@ def test_reference_table_explains_a_higher_score_below_rank_one(grounder_and_vid
     result = grounder.ground_details(features, "a hand lifts a cup", top_k=3)
     assert not any("note:" in line for line in _moments_table(result))
     result.moments = [Moment(0.0, 2.0, 1.0), Moment(3.0, 5.0, 1.53)]
+    assert not any("note:" in line for line in _moments_table(result))  # default profile: no such order
+    result.meta["profile"] = "reference"
     assert "(bug B2), so a lower rank can show a higher score" in _moments_table(result)[-1]
 
 

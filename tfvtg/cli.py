@@ -159,7 +159,9 @@ def _moments_table(result: GroundingResult) -> list[str]:
     widths = [max(len(row[c]) for row in rows) for c in range(6)]
     lines = ["  " + "  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     scores = [m.score for m in result.moments]
-    if any(s > scores[0] for s in scores[1:]):  # the reference profile keeps the official code's order
+    meta = getattr(result, "meta", None)  # numpro's details have a meta() method, and no profile
+    reference = isinstance(meta, dict) and meta.get("profile") == "reference"
+    if reference and any(s > scores[0] for s in scores[1:]):  # the official code's order, kept
         lines.append("  note: ranked as the official code ranks (--profile reference): its confidences "
                      "invert when the best window's score is negative (bug B2), so a lower rank can show a "
                      "higher score")

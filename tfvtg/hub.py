@@ -70,16 +70,17 @@ def require_model(repo_id: str, cache_dir: str | os.PathLike[str] | None = None)
     """Check that a Hub model can be loaded; return whether it must be read from the cache only.
 
     Returns:
-        True when the Hub cannot be asked (load with ``local_files_only``: no retries), False otherwise.
+        True when the model must be read from the cache only (``HF_HUB_OFFLINE``), False otherwise. The Hub's
+        host is probed only for a model the cache lacks.
 
     Raises:
         ModelError: The model is not in the cache and the Hub cannot be asked; one line with the command to
             download it.
     """
+    if in_cache(repo_id, cache_dir):  # the loader reads the cache first: the network is not asked
+        return _env_true("HF_HUB_OFFLINE")
     if not hub_offline():
         return False
-    if in_cache(repo_id, cache_dir):
-        return True
     why = "HF_HUB_OFFLINE is set" if _env_true("HF_HUB_OFFLINE") else "the Hugging Face Hub cannot be reached"
     raise ModelError(f"cannot load {repo_id}: it is not in the Hugging Face cache and {why}; "
                      f"{download_hint(repo_id)}")
