@@ -458,3 +458,22 @@ def test_top_k_help_says_at_most(capsys):
     for argv in (["ground", "--help"], ["evaluate", "--help"]):
         assert tfvtg_main(argv) == 0
         assert "At most this many" in " ".join(capsys.readouterr().out.split())
+
+
+def test_library_entry_points_name_the_bad_argument():
+    import tfvtg
+
+    cases = [
+        (lambda: tfvtg.load_features(None), "path must be a feature file path, got NoneType"),
+        (lambda: tfvtg.sample_frames(123), "video must be a video file path, got int"),
+        (lambda: tfvtg.sample_frames("clip.mp4", "3"), "fps must be a positive number, got '3'"),
+        (lambda: tfvtg.ground_with_scores(None, 10.0, "q"), "score_fn must be a function"),
+        (lambda: tfvtg.ground_with_scores(lambda s: np.zeros(30), 10.0, "q", top_k=2.7), "top_k must be"),
+        (lambda: tfvtg.Decomposition.single(3), r"query must be a sentence \(a str\), got int"),
+        (lambda: tfvtg.Decomposer(3), "llm must be a model name"),
+        (lambda: tfvtg.Grounder(use_cache="no"), "use_cache must be True or False"),
+        (lambda: tfvtg.ground("clip.mp4", "x", top_k=True), "top_k must be a positive integer, got True"),
+    ]
+    for call, message in cases:
+        with pytest.raises(InputError, match=message):
+            call()

@@ -28,7 +28,7 @@ import tfvtg
 from tfvtg.atomic import write_atomic
 from tfvtg.encoders import DEFAULT_ENCODER
 from tfvtg.encoders.base import Encoder
-from tfvtg.errors import InputError, ModelError, one_line
+from tfvtg.errors import InputError, ModelError, check_path, one_line
 from tfvtg.video import check_fps, expected_samples, sample_frames
 
 T = TypeVar("T")
@@ -367,6 +367,7 @@ def _read_metadata(data: bytes, path: Path, file_size: int | None = None) -> dic
 def load_features(path: str | os.PathLike, **kwargs: Any) -> VideoFeatures:
     """Load a feature file by suffix: ``.safetensors`` (`VideoFeatures.load`: encoder=, fps= checks) or an
     official ``.npy`` (`VideoFeatures.from_tfvtg_npy`: needs duration=)."""
+    check_path(path, "path", "feature file")
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":

@@ -24,8 +24,6 @@ def _frame_times(n: int, fps: Any, timestamps: Any, duration: Any) -> tuple[np.n
         raise InputError("give the frames' time axis once: fps= (frames evenly spaced from 0 s) or "
                          "timestamps= (one time in seconds per frame)")
     if fps is not None:
-        if isinstance(fps, (bool, str)):
-            raise InputError(f"fps must be a positive number, got {fps!r}")
         rate = check_fps(fps)
         times = np.arange(n, dtype=np.float64) / rate
     else:

@@ -31,7 +31,7 @@ import numpy as np
 
 from tfvtg.decompose import Decomposition
 from tfvtg.encoders import DEFAULT_ENCODER
-from tfvtg.errors import InputError, VideoError
+from tfvtg.errors import InputError, VideoError, check_count
 from tfvtg.localize import PROFILES
 from tfvtg.moment import Moment
 from tfvtg.video import check_fps
@@ -176,13 +176,6 @@ def check_query(query: Any, name: str = "query") -> str:
     return query.strip()
 
 
-def check_count(value: Any, name: str) -> int:
-    """``value`` as an int >= 1; an `InputError` naming ``name`` for anything else (2.7, "3", True, None)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InputError(f"{name} must be a positive integer, got {_short(value)}")
-    return int(value)
-
-
 def _short(value: Any, limit: int = 40) -> str:
     if isinstance(value, np.ndarray):
         return f"of shape {value.shape} {value.dtype}"
@@ -275,11 +268,14 @@ class Grounder:
         self.llm = llm
         self.llm_base_url = llm_base_url
         self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()
-        self.use_cache = use_cache
+        for flag, value in (("use_cache", use_cache), ("progress", progress)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise InputError(f"{flag} must be True or False, got {value!r}")
+        self.use_cache = bool(use_cache)
         self.batch_size = check_count(batch_size, "batch_size")
         self.dedup_threshold = None if dedup_threshold is None else _non_negative(dedup_threshold,
                                                                                    "dedup_threshold")
-        self.progress = progress
+        self.progress = bool(progress)
         self._encoder: Encoder | None = None
         self._text_features: dict[str, np.ndarray] = {}
         self._videos: OrderedDict[tuple[str, int, int], VideoFeatures] = OrderedDict()

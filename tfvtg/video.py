@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from tfvtg.errors import InputError, VideoError, one_line
+from tfvtg.errors import InputError, VideoError, check_path, one_line
 
 __all__ = [
     "MAX_FPS",
@@ -98,6 +98,7 @@ class VideoInfo:
 
 
 def _check_path(path: str | os.PathLike) -> str:
+    check_path(path, "video", "video file")
     name = os.fspath(path)
     if not os.path.exists(name):
         raise VideoError(f"cannot open {name}: file not found")
@@ -190,6 +191,8 @@ def _warn_repeats(info: VideoInfo, fps: float, mode: str) -> None:
 
 def check_fps(fps: Any) -> float:
     """``fps`` as a float: a finite sampling rate in (0, `MAX_FPS`]; else an `InputError` saying so."""
+    if isinstance(fps, (str, bytes, bool)):
+        raise InputError(f"fps must be a positive number, got {fps!r}")
     try:
         value = float(fps)
     except (TypeError, ValueError):
