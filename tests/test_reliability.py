@@ -477,3 +477,26 @@ def test_library_entry_points_name_the_bad_argument():
     for call, message in cases:
         with pytest.raises(InputError, match=message):
             call()
+
+
+def test_evaluate_keeps_predictions_on_ctrl_c(three_clips, tiny_blip2_dir, monkeypatch, capsys):
+    from tfvtg.grounder import Grounder
+
+    feats, ann = three_clips
+    real = Grounder.ground_details
+    calls = []
+
+    def interrupted_on_the_third(self, *args, **kwargs):  # Ctrl-C arrives while the third query is grounded
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Grounder, "ground_details", interrupted_on_the_third)
+    out = feats.parent / "run.jsonl"
+    assert tfvtg_main(["evaluate", "--dataset", "charades-sta", "--annotations", str(ann), "--features",
+                       str(feats), "--model", str(tiny_blip2_dir), "--device", "cpu", "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    partial = feats.parent / "run.partial.jsonl"
+    assert len(partial.read_text().splitlines()) == 2 and not out.exists()
+    assert f"stopped after 2 queries; their predictions are in {partial}" in err and "interrupted" in err
