@@ -494,8 +494,9 @@ def test_evaluate_keeps_predictions_on_ctrl_c(three_clips, tiny_blip2_dir, monke
 
     monkeypatch.setattr(Grounder, "ground_details", interrupted_on_the_third)
     out = feats.parent / "run.jsonl"
-    assert tfvtg_main(["evaluate", "--dataset", "charades-sta", "--annotations", str(ann), "--features",
-                       str(feats), "--model", str(tiny_blip2_dir), "--device", "cpu", "--out", str(out)]) == 130
+    argv = ["evaluate", "--dataset", "charades-sta", "--annotations", str(ann), "--features", str(feats),
+            "--model", str(tiny_blip2_dir), "--device", "cpu", "--out", str(out)]
+    assert tfvtg_main(argv) == 130
     err = capsys.readouterr().err
     partial = feats.parent / "run.partial.jsonl"
     assert len(partial.read_text().splitlines()) == 2 and not out.exists()
