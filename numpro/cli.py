@@ -403,6 +403,11 @@ def evaluate(dataset: str, annotations: Path, videos_dir: Path, out_path: Path |
     if not kept:
         raise InputError(f"none of the videos were found in {videos_dir}")
     grounder = _make_grounder(options)
+    load_started = time.perf_counter()
+    load = getattr(grounder.mllm, "load", None)  # a local model loads now, so its time is reported apart
+    if callable(load):
+        load()
+    load_seconds = time.perf_counter() - load_started
     started = time.perf_counter()
     by_video: dict[str, list[int]] = {}
     for i, query in enumerate(kept):
@@ -432,7 +437,8 @@ def evaluate(dataset: str, annotations: Path, videos_dir: Path, out_path: Path |
     seconds = time.perf_counter() - started
     summary = {"dataset": dataset, "queries": len(kept), "videos": len(paths) - len(missing),
                "skipped_queries": len(queries) - len(kept), "mllm": grounder.mllm.name,
-               "parse_failures": failures, "seconds": round(seconds, 2)}
+               "parse_failures": failures, "seconds": round(seconds, 2),
+               "load_seconds": round(load_seconds, 2)}
     if as_json:
         click.echo(json.dumps({**summary, "metrics": metrics}))
         return
@@ -444,7 +450,9 @@ def evaluate(dataset: str, annotations: Path, videos_dir: Path, out_path: Path |
         click.echo(f"skipped {summary['skipped_queries']} queries of {len(missing)} missing videos")
     click.echo(format_metrics(metrics))
     click.echo(f"parse failures: {failures} of {len(kept)} answers ({metrics['parse_failure_rate']:.1f}%, "
-               f"scored IoU 0); took {seconds:.1f} s" + (f"; predictions in {out_path}" if out_path else ""))
+               f"scored IoU 0); took {seconds:.1f} s"
+               + (f", plus {load_seconds:.1f} s loading the model" if callable(load) else "")
+               + (f"; predictions in {out_path}" if out_path else ""))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
