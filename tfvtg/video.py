@@ -403,6 +403,7 @@ class FrameStream:
             last_rel: int | None = None
             last_dur = 0
             span_end: int | None = None
+            dropped = 0
             for frame in frames:
                 pts = _pts(frame)
                 following = 0 if last_rel is None else last_rel + (last_dur or nominal)
@@ -415,6 +416,7 @@ class FrameStream:
                 if last_rel is not None and rel <= last_rel:  # a repeated or out-of-order timestamp
                     if not every_frame:
                         logger.debug("%s: frame at tick %d not after %d; dropped", self.path, rel, last_rel)
+                        dropped += 1
                         continue
                     self.decoded_frames += 1
                     span_end = max(span_end or 0, rel + (frame.duration or last_dur or nominal))
@@ -428,6 +430,10 @@ class FrameStream:
                 yield frame, rel * num / den
         finally:
             container.close()
+        if dropped:  # not silent: the times around them may be off by a frame
+            logger.warning("%s: %d decoded frames carry timestamps that go backwards (e.g. an AVI with "
+                           "B-frames) and were dropped; times near them may be off by a frame", self.path,
+                           dropped)
         if span_end is not None:
             self.duration = span_end * num / den
         if self.decoded_frames == 0:
