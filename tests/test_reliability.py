@@ -113,8 +113,8 @@ def test_reference_sampling_on_out_of_order_timestamps(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="tfvtg"):  # timestamp mode drops them, and says so
         list(sample_frames(clip, 3.0))
     (record,) = caplog.records
-    assert record.getMessage().startswith(f"{clip}: ")
-    assert "decoded frames carry timestamps that go backwards (e.g. an AVI with B-frames)" in record.getMessage()
+    message = record.getMessage()
+    assert message.startswith(f"{clip}: ") and "frames carry timestamps that go backwards" in message
 
 
 def test_reference_sampling_held_out_file(tmp_path):
