@@ -429,8 +429,11 @@ def evaluate(
                                          grounder=grounder, durations=durations)
         bad = {vid: problems[paths[vid]] for vid in vids if paths[vid] in problems}
     else:
-        check_feature_files([paths[vid] for vid in vids], feature_format, model=model, grounder=grounder,
-                            durations=durations)
+        try:
+            check_feature_files([paths[vid] for vid in vids], feature_format, model=model, grounder=grounder,
+                                durations=durations)
+        except InputError as exc:
+            raise InputError(f"{exc}; pass --skip-bad to skip such videos") from None
         bad = {}
     skipped += _skip_bad(by_video, bad)
     if not by_video:
@@ -519,7 +522,7 @@ def _skip_bad(by_video: dict[str, list[GroundingQuery]], found: dict[str, str],
         dropped += n
         if into is not None:
             into[vid] = why
-        log.warning("skipping the %d queries of video %s: %s", n, vid, why)
+        log.warning("skipping video %s (queries: %d): %s", vid, n, why)
     return dropped
 
 
