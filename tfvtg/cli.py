@@ -28,6 +28,7 @@ from tfvtg.encoders import DEFAULT_ENCODER
 from tfvtg.errors import InputError, VideoError
 from tfvtg.evaluate import FEATURE_FORMATS
 from tfvtg.localize import PRESETS, PROFILES
+from tfvtg.pipeline import GROUNDING_METHODS
 from tfvtg.video import SAMPLING_MODES, VIDEO_SUFFIXES
 
 if TYPE_CHECKING:
@@ -64,9 +65,15 @@ _encoder_options = option_group(
                  help="Reuse the last frame's features below this mean absolute pixel difference (0-255)."),
 )
 
+_method_option = click.option(
+    "--method", type=click.Choice(GROUNDING_METHODS), default="tfvtg", show_default=True,
+    help="tfvtg: TFVTG's windows; tag: TAG's scene clustering (no LLM needed; with LLM decompositions, "
+         "TFVTG's LLM flow around it).")
+
 _grounding_options = option_group(
     click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
                  help="At most this many spans per query (fewer when fewer distinct spans are found)."),
+    _method_option,
     click.option("--profile", type=click.Choice(PROFILES), default="default",
                  show_default=True,
                  help="default: the paper's method, bugs fixed; reference: the official code's decisions."),
@@ -99,7 +106,8 @@ def _make_grounder(options: dict[str, Any]) -> Grounder:
             raise InputError(f"{exc}; pass --cache-dir DIR or --no-cache") from None
     return Grounder(
         options["model"], device=options["device"], dtype=options["dtype"], fps=options["fps"],
-        profile=options["profile"], preset=options["preset"], stride_seconds=options["stride_seconds"],
+        profile=options["profile"], method=options["method"], preset=options["preset"],
+        stride_seconds=options["stride_seconds"],
         max_length_seconds=options["max_length_seconds"], llm=options["llm"],
         llm_base_url=options["llm_base_url"], cache_dir=options["cache_dir"],
         use_cache=not options["no_cache"], batch_size=options["batch_size"],
@@ -222,7 +230,7 @@ def ground(video: Path, query: str | None, queries: tuple[str, ...], queries_fil
     if not as_json:
         frames = counted(len(features.timestamps), "frame")
         click.echo(f"video: {video.name} ({features.duration:.2f} s, {frames} at {features.fps:g} fps; "
-                   f"model {grounder.model}, profile {grounder.profile})")
+                   f"model {grounder.model}, method {grounder.method}, profile {grounder.profile})")
     if figures is not None:
         figures.clear()  # figures of an earlier run with more queries must not stay beside this run's
     for index, text in enumerate(texts, start=1):
@@ -402,6 +410,7 @@ def extract(videos: tuple[Path, ...], out_dir: Path, shard: str | None, skip_exi
               help="TFVTG llm_outputs.json: run the full method with these decompositions (else VLM only).")
 @click.option("--profile", type=click.Choice(PROFILES), default="default", show_default=True,
               help="reference: the official code's decisions (reproduces its numbers on its features).")
+@_method_option
 @click.option("--out", "out_path", type=click.Path(path_type=Path), default=None,
               help="Write the predictions here (JSON lines, QVHighlights style).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N queries.")
@@ -419,7 +428,7 @@ def extract(videos: tuple[Path, ...], out_dir: Path, shard: str | None, skip_exi
               help="Text encoder precision: autocast-float16, float32, float16 or bfloat16 [default: "
                    "autocast-float16 on CUDA, else float32].")
 def evaluate(dataset: str, annotations: Path, features_dir: Path, feature_format: str,
-             llm_outputs: Path | None, profile: str, out_path: Path | None, limit: int | None,
+             llm_outputs: Path | None, profile: str, method: str, out_path: Path | None, limit: int | None,
              skip_missing: bool, skip_bad: bool, top_k: int | None, as_json: bool, model: str, device: str,
              dtype: str | None) -> None:
     """Ground every query of a benchmark split from feature files and print its metrics.
@@ -443,9 +452,9 @@ def evaluate(dataset: str, annotations: Path, features_dir: Path, feature_format
     made: list[dict[str, Any]] = []
     try:
         report = run_evaluation(dataset, annotations, features_dir, feature_format=feature_format,
-                                llm_outputs=llm_outputs, profile=profile, model=model, device=device,
-                                dtype=dtype, limit=limit, skip_missing=skip_missing, skip_bad=skip_bad,
-                                top_k=top_k, progress=True, on_prediction=made.append)
+                                llm_outputs=llm_outputs, profile=profile, method=method, model=model,
+                                device=device, dtype=dtype, limit=limit, skip_missing=skip_missing,
+                                skip_bad=skip_bad, top_k=top_k, progress=True, on_prediction=made.append)
     except (TfvtgError, KeyboardInterrupt):
         save_partial(out_path, made, None)
         raise
@@ -453,7 +462,8 @@ def evaluate(dataset: str, annotations: Path, features_dir: Path, feature_format
         write_predictions(out_path, report.predictions)
     rate = report.n_queries / report.seconds if report.seconds > 0 else float("inf")
     summary = {"dataset": dataset, "queries": report.n_queries, "videos": report.n_videos,
-               "method": report.method, "profile": profile, "seconds": round(report.seconds, 2),
+               "method": report.method, "localizer": method, "profile": profile,
+               "seconds": round(report.seconds, 2),
                "skipped_queries": report.skipped_queries, "missing_videos": len(report.missing_videos),
                "bad_videos": len(report.bad_videos), "load_seconds": round(report.load_seconds, 2)}
     if as_json:
@@ -461,7 +471,7 @@ def evaluate(dataset: str, annotations: Path, features_dir: Path, feature_format
         return
     source = "LLM decompositions" if report.method == "full" else "no LLM outputs"
     click.echo(f"{dataset}: {report.n_queries} queries of {report.n_videos} videos, {report.method} "
-               f"({source}), profile {profile}")
+               f"({source}), profile {profile}, method {method}")
     if report.skipped_queries:
         why = []
         if report.missing_videos:
