@@ -28,6 +28,7 @@ import numpy as np
 
 from tfvtg.device import resolve_device, resolve_dtype
 from tfvtg.encoders.base import EncoderConfig, max_cosine_similarity
+from tfvtg.encoders.text import TruncationWarnings
 from tfvtg.errors import InputError, ModelError, first_line
 
 if TYPE_CHECKING:
@@ -83,6 +84,7 @@ class Blip2Encoder:
             mask_threshold=0.2,
         )
         self._lut = _pointwise_lut(image_processor, self.config.image_size)  # (3, 256) float32 or None
+        self._truncation = TruncationWarnings(name, TEXT_MAX_LENGTH)
         self._lut_device = None if self._lut is None else torch.from_numpy(self._lut).reshape(-1).to(device)
 
     # ------------------------------------------------------------------ loading
@@ -218,6 +220,7 @@ class Blip2Encoder:
         model = self.model
         for start in range(0, len(texts), self.batch_size):
             chunk = texts[start : start + self.batch_size]
+            self._truncation.check(self.tokenizer, chunk)
             tokens = self.tokenizer(
                 chunk, padding="max_length", truncation=True, max_length=TEXT_MAX_LENGTH, return_tensors="pt"
             )
