@@ -20,6 +20,8 @@ __all__ = [
     "Encoder",
     "EncoderConfig",
     "EncoderSpec",
+    "checkpoint_model_type",
+    "checkpoint_shape",
     "create_encoder",
     "list_encoders",
     "max_cosine_similarity",
@@ -174,3 +176,31 @@ def checkpoint_model_type(
         return None
     model_type = config.get("model_type") if isinstance(config, dict) else None
     return model_type if isinstance(model_type, str) else None
+
+
+def checkpoint_shape(
+    config: dict, preprocessor: dict
+) -> tuple[tuple[int, int] | None, int | None, int | None]:
+    """(image size, Q, D) of the features a checkpoint makes, read from its JSON files (None: not known).
+
+    Args:
+        config: The checkpoint's ``config.json``.
+        preprocessor: Its ``preprocessor_config.json`` (the image size: ``size``, or ``crop_size`` when the
+            processor crops, as CLIP's does).
+    """
+    model_type = config.get("model_type")
+    size = preprocessor.get("crop_size") if preprocessor.get("do_center_crop") else preprocessor.get("size")
+    size = size if isinstance(size, dict) else {}
+    height, width = _count(size.get("height")), _count(size.get("width"))
+    image_size = (height, width) if height and width else None
+    if model_type == "clip":
+        return image_size, 1, _count(config.get("projection_dim", 512))
+    if model_type == "siglip":
+        text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+        return image_size, 1, _count(text.get("projection_size") or text.get("hidden_size", 768))
+    return image_size, _count(config.get("num_query_tokens")), _count(config.get("image_text_hidden_size"))
+
+
+def _count(value: object) -> int | None:
+    """``value`` when it is a positive int, else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None

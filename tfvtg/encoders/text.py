@@ -15,7 +15,7 @@ __all__ = ["TruncationWarnings", "dropped_text"]
 
 log = logging.getLogger("tfvtg.encoders")
 
-_QUOTE_CHARS = 200  # the dropped part is quoted up to this many characters
+_QUOTE_CHARS = 200  # a dropped part longer than this is quoted as its start and its end
 
 
 def dropped_text(tokenizer: Any, text: str, max_length: int) -> str | None:
@@ -56,7 +56,8 @@ class TruncationWarnings:
             dropped = dropped_text(tokenizer, text, self.max_length)
             if dropped is None:
                 continue
-            quote = dropped if len(dropped) <= _QUOTE_CHARS else dropped[:_QUOTE_CHARS] + "..."
+            half = _QUOTE_CHARS // 2  # a long dropped part keeps where the cut starts and how the text ends
+            quote = dropped if len(dropped) <= _QUOTE_CHARS else f"{dropped[:half]} ... {dropped[-half:]}"
             log.warning(
                 "text longer than %s's %d-token context, the end is ignored: %r (dropped: %r)",
                 self.encoder, self.max_length, _short(text), quote,

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CPU_BENCHMARK", "EncoderSpec", "SPECS", "qformer_flops", "vit_flops"]
+__all__ = ["CPU_BENCHMARK", "EncoderSpec", "SPECS", "format_specs", "qformer_flops", "spec_rows", "vit_flops"]
 
 CPU_BENCHMARK = (
-    "recorded by benchmarks/bench_encoders_cpu.py on a shared 2-core x86 CPU (fp32, batch 8; "
-    "benchmarks/RESULTS.md), not measured on this machine"
+    "recorded benchmark results, not measured now: benchmarks/bench_encoders_cpu.py on the project's shared "
+    "2-core AMD EPYC (AVX-512) under load, fp32, batch 8 (benchmarks/RESULTS.md)"
 )
 
 
@@ -94,3 +94,31 @@ SPECS: tuple[EncoderSpec, ...] = (
     EncoderSpec("clip-l14", "openai/clip-vit-large-patch14", "clip", 224, 14, _VIT_L, 1, 768),
     EncoderSpec("siglip2-b16", "google/siglip2-base-patch16-224", "siglip", 224, 16, _VIT_B, 1, 768),
 )
+
+
+def spec_rows() -> list[dict[str, object]]:
+    """One plain dict per registered encoder (what ``tfvtg encoders --json`` prints)."""
+    return [
+        {
+            "name": s.name,
+            "checkpoint": s.checkpoint,
+            "image_size": s.image_size,
+            "tokens_per_frame": s.tokens_per_frame,
+            "dim": s.dim,
+            "gflops_per_frame": round(s.gflops_per_frame, 1),
+            "recorded_cpu_frames_per_s": s.cpu_frames_per_s,
+        }
+        for s in SPECS
+    ]
+
+
+def format_specs() -> list[str]:
+    """The registry as an aligned text table, the recorded CPU speeds labelled as such."""
+    lines = [f"{'name':<12} {'checkpoint':<33} {'image':>5} {'tokens':>6} {'dim':>4} {'GFLOP/frame':>11} "
+             f"{'CPU frames/s*':>13}"]
+    for s in SPECS:
+        speed = f"{s.cpu_frames_per_s:13.2f}" if s.cpu_frames_per_s is not None else f"{'-':>13}"
+        lines.append(f"{s.name:<12} {s.checkpoint:<33} {s.image_size:>5} {s.tokens_per_frame:>6} {s.dim:>4} "
+                     f"{s.gflops_per_frame:11.1f} {speed}")
+    lines.append(f"* {CPU_BENCHMARK}")
+    return lines
