@@ -1,4 +1,4 @@
-"""The encoder zoo on this CPU: frames/s of every registry encoder beside BLIP-2's ViT-g, texts/s, a 30 s clip.
+"""The encoder zoo on this CPU: frames/s of each registry encoder beside BLIP-2's ViT-g, texts/s, a 30 s clip.
 
 Every model has the real architecture of its checkpoint (the numbers of `tfvtg.encoders.zoo.SPECS`; BLIP-2
 from blip2_random.py) with random weights (no download; the FLOPs are the same), fp32, in one process:
@@ -41,20 +41,41 @@ from timing import median_seconds  # noqa: E402
 
 from tfvtg.encoders.zoo import SPECS, EncoderSpec  # noqa: E402
 
-TEXTS = ["a person opens the door", "the man sits on a chair and eats", "a dog runs across the yard",
-         "she puts the cup on the table", "two people talk in the kitchen", "a car drives down the road",
-         "the woman laughs and waves", "someone turns off the light"]
+TEXTS = [
+    "a person opens the door",
+    "the man sits on a chair and eats",
+    "a dog runs across the yard",
+    "she puts the cup on the table",
+    "two people talk in the kitchen",
+    "a car drives down the road",
+    "the woman laughs and waves",
+    "someone turns off the light",
+]
 BATCH = 8
 
 
 def _text_config(spec: EncoderSpec) -> dict[str, Any]:
     if spec.model_type == "siglip":
-        return {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
-                "vocab_size": 256000, "max_position_embeddings": 64}
+        return {
+            "hidden_size": 768,
+            "intermediate_size": 3072,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 12,
+            "vocab_size": 256000,
+            "max_position_embeddings": 64,
+        }
     width = 768 if spec.name == "clip-l14" else 512
-    return {"hidden_size": width, "intermediate_size": 4 * width, "num_hidden_layers": 12,
-            "num_attention_heads": width // 64, "vocab_size": 49408, "max_position_embeddings": 77,
-            "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1}
+    return {
+        "hidden_size": width,
+        "intermediate_size": 4 * width,
+        "num_hidden_layers": 12,
+        "num_attention_heads": width // 64,
+        "vocab_size": 49408,
+        "max_position_embeddings": 77,
+        "bos_token_id": 0,
+        "eos_token_id": 1,
+        "pad_token_id": 1,
+    }
 
 
 def random_clip_encoder(spec: EncoderSpec, *, dtype: str | None = "float32", batch_size: int = BATCH) -> Any:
@@ -67,8 +88,14 @@ def random_clip_encoder(spec: EncoderSpec, *, dtype: str | None = "float32", bat
     from tfvtg.encoders.clip import ClipEncoder
 
     hidden, intermediate, layers = spec.vision
-    vision = {"hidden_size": hidden, "intermediate_size": intermediate, "num_hidden_layers": layers,
-              "num_attention_heads": hidden // 64, "patch_size": spec.patch, "image_size": spec.image_size}
+    vision = {
+        "hidden_size": hidden,
+        "intermediate_size": intermediate,
+        "num_hidden_layers": layers,
+        "num_attention_heads": hidden // 64,
+        "patch_size": spec.patch,
+        "image_size": spec.image_size,
+    }
     size = spec.image_size
     torch.manual_seed(0)
     if spec.model_type == "clip":
@@ -77,25 +104,39 @@ def random_clip_encoder(spec: EncoderSpec, *, dtype: str | None = "float32", bat
         config = CLIPConfig(vision_config=vision, text_config=_text_config(spec), projection_dim=spec.dim)
         model = CLIPModel(config)
         chars = sorted(ByteLevel.alphabet())
-        vocab = {t: i for i, t in enumerate(["<|startoftext|>", "<|endoftext|>", *chars, *(c + "</w>" for c in chars)])}
+        vocab = {
+            t: i
+            for i, t in enumerate(["<|startoftext|>", "<|endoftext|>", *chars, *(c + "</w>" for c in chars)])
+        }
         tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
-        processor = CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+        processor = CLIPImageProcessorPil(
+            size={"shortest_edge": size}, crop_size={"height": size, "width": size}
+        )
     else:
         from transformers.models.siglip import SiglipImageProcessorPil
 
         model = SiglipModel(SiglipConfig(vision_config=vision, text_config=_text_config(spec)))
         letters = list(string.ascii_letters + string.digits + ".,'-")
         vocab = {t: i for i, t in enumerate(["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "▁", *letters])}
-        tokenizer = GemmaTokenizer(vocab=vocab, merges=[], padding_side="right", add_bos_token=False,
-                                   add_eos_token=True)
-        processor = SiglipImageProcessorPil(size={"height": size, "width": size}, image_mean=[0.5] * 3,
-                                            image_std=[0.5] * 3)
+        tokenizer = GemmaTokenizer(
+            vocab=vocab, merges=[], padding_side="right", add_bos_token=False, add_eos_token=True
+        )
+        processor = SiglipImageProcessorPil(
+            size={"height": size, "width": size}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+        )
     model.config._attn_implementation = "sdpa"
     model = model.eval().requires_grad_(False)
     torch_dtype = resolve_dtype(dtype, torch.device("cpu"))
     model.to(dtype=torch_dtype)
-    return ClipEncoder(model, processor, tokenizer, name=f"random-init:{spec.name}", device=torch.device("cpu"),
-                       dtype=torch_dtype, batch_size=batch_size)
+    return ClipEncoder(
+        model,
+        processor,
+        tokenizer,
+        name=f"random-init:{spec.name}",
+        device=torch.device("cpu"),
+        dtype=torch_dtype,
+        batch_size=batch_size,
+    )
 
 
 def frames_per_second(encoder: Any, repeats: int, n: int = BATCH) -> float:
@@ -133,7 +174,9 @@ def options(spec: EncoderSpec, repeats: int) -> list[tuple[str, float]]:
     rows.append(("fp32, channels-last", frames_per_second(encoder, repeats)))
     encoder.model.to(memory_format=torch.contiguous_format)
     bf16 = random_clip_encoder(spec, dtype="bfloat16")
-    rows.append((f"bf16 (CPU capability {torch.backends.cpu.get_cpu_capability()})", frames_per_second(bf16, repeats)))
+    rows.append(
+        (f"bf16 (CPU capability {torch.backends.cpu.get_cpu_capability()})", frames_per_second(bf16, repeats))
+    )
     del bf16
     start = time.perf_counter()
     try:
@@ -142,7 +185,9 @@ def options(spec: EncoderSpec, repeats: int) -> list[tuple[str, float]]:
         compiled = frames_per_second(encoder, repeats)
         rows.append((f"fp32, torch.compile (compiling took {time.perf_counter() - start:.0f} s)", compiled))
     except Exception as exc:  # noqa: BLE001 (report what failed; the benchmark goes on)
-        rows.append((f"torch.compile failed: {type(exc).__name__}: {str(exc).splitlines()[0][:60]}", float("nan")))
+        rows.append(
+            (f"torch.compile failed: {type(exc).__name__}: {str(exc).splitlines()[0][:60]}", float("nan"))
+        )
     return rows
 
 
@@ -154,9 +199,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
-          f"{torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores; load average before: "
-          f"{os.getloadavg()[0]:.2f}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
+        f"{torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores; load average before: "
+        f"{os.getloadavg()[0]:.2f}"
+    )
     tmp = Path(tempfile.mkdtemp(prefix="tfvtg-bench-encoders-"))
     clip = make_clip(tmp / "30s.mp4", 30.0)
 
@@ -169,8 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         tps = texts_per_second(encoder, args.repeats)
         wall = clip_seconds(encoder, clip)
         rows.append((spec.name, spec.gflops_per_frame, fps, tps, wall))
-        print(f"  {spec.name}: {fps:.2f} frames/s, {tps:.1f} texts/s, 30 s clip {wall:.1f} s "
-              f"(load {os.getloadavg()[0]:.1f})", flush=True)
+        print(
+            f"  {spec.name}: {fps:.2f} frames/s, {tps:.1f} texts/s, 30 s clip {wall:.1f} s "
+            f"(load {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
         del encoder
         gc.collect()
 
@@ -179,13 +229,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  blip2-coco built in {time.perf_counter() - start:.0f} s", flush=True)
     vitg_fps = frames_per_second(blip2, 1, n=2)
     vitg_tps = texts_per_second(blip2, 1)
-    rows.insert(0, ("blip2-coco (ViT-g)", vision_flops_per_frame(blip2.model.config) / 1e9, vitg_fps, vitg_tps,
-                    90 / vitg_fps))
+    rows.insert(
+        0,
+        (
+            "blip2-coco (ViT-g)",
+            vision_flops_per_frame(blip2.model.config) / 1e9,
+            vitg_fps,
+            vitg_tps,
+            90 / vitg_fps,
+        ),
+    )
     del blip2
     gc.collect()
 
-    print(f"\n{'encoder':<20} {'GFLOP/frame':>11} {'frames/s':>9} {'vs ViT-g':>9} {'texts/s':>8} "
-          f"{'30 s clip @3 fps':>17}")
+    print(
+        f"\n{'encoder':<20} {'GFLOP/frame':>11} {'frames/s':>9} {'vs ViT-g':>9} {'texts/s':>8} "
+        f"{'30 s clip @3 fps':>17}"
+    )
     for name, gflops, fps, tps, wall in rows:
         clip_cell = f"{wall:15.1f} s" + ("*" if name.startswith("blip2") else " ")
         print(f"{name:<20} {gflops:11.1f} {fps:9.2f} {fps / vitg_fps:8.1f}x {tps:8.1f} {clip_cell}")
@@ -193,9 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     by_name = {r[0]: r for r in rows}
     b16, b32 = by_name.get("clip-b16"), by_name.get("clip-b32")
     if b16 and b32:
-        print(f"targets: clip-b16 >= 30x ViT-g frames/s: {b16[2] / vitg_fps:.1f}x "
-              f"({'met' if b16[2] / vitg_fps >= 30 else 'NOT met'}); clip-b32 30 s clip at 3 fps < 10 s: "
-              f"{b32[4]:.1f} s ({'met' if b32[4] < 10 else 'NOT met'})")
+        print(
+            f"targets: clip-b16 >= 30x ViT-g frames/s: {b16[2] / vitg_fps:.1f}x "
+            f"({'met' if b16[2] / vitg_fps >= 30 else 'NOT met'}); clip-b32 30 s clip at 3 fps < 10 s: "
+            f"{b32[4]:.1f} s ({'met' if b32[4] < 10 else 'NOT met'})"
+        )
 
     if not args.skip_options:
         spec = next(s for s in SPECS if s.name == "clip-b16")
@@ -204,8 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{'clip-b16 option':<60} {'frames/s':>9} {'vs baseline':>12}")
         for what, fps in option_rows:
             print(f"{what:<60} {fps:9.2f} {fps / base:11.2f}x")
-    print(f"\nload average after: {os.getloadavg()[0]:.2f} (machine shared with other jobs; numbers are lower "
-          f"bounds on throughput)")
+    print(
+        f"\nload average after: {os.getloadavg()[0]:.2f} (machine shared with other jobs; numbers are lower "
+        f"bounds on throughput)"
+    )
     return 0
 
 

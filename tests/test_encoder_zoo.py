@@ -1,4 +1,4 @@
-"""The encoder zoo: CLIP and SigLIP 2 beside BLIP-2 (tiny seeded checkpoints), truncation warnings, no mixing."""
+"""The encoder zoo: CLIP and SigLIP 2 beside BLIP-2 (tiny seeded checkpoints), truncation warnings, mixing."""
 
 from __future__ import annotations
 
@@ -47,7 +47,9 @@ def zoo_encoder(request, clip_encoder, siglip_encoder):
 
 def model_logits(encoder, images: np.ndarray, texts: list[str]) -> np.ndarray:
     """The model's own forward logits (N images, M texts) on its processor's pixels and our tokens."""
-    pixels = encoder.image_processor(images=list(images), return_tensors="pt", input_data_format="channels_last")
+    pixels = encoder.image_processor(
+        images=list(images), return_tensors="pt", input_data_format="channels_last"
+    )
     with torch.no_grad():
         out = encoder.model(pixel_values=pixels["pixel_values"], **encoder.tokenize(texts))
     return out.logits_per_image.float().numpy()
@@ -92,13 +94,20 @@ def test_encoders_command_lists_the_registry():
     assert "recorded benchmark results" in result.output
     rows = json.loads(CliRunner().invoke(cli, ["encoders", "--json"]).output)
     assert {r["name"] for r in rows} == set(list_encoders())
-    assert {"image_size", "tokens_per_frame", "dim", "gflops_per_frame", "recorded_cpu_frames_per_s"} <= set(rows[0])
+    assert {"image_size", "tokens_per_frame", "dim", "gflops_per_frame", "recorded_cpu_frames_per_s"} <= set(
+        rows[0]
+    )
 
 
 # ---------------------------------------------------------------------- features are the model's own
 def test_configs(clip_encoder, siglip_encoder, tiny_clip_dir, tiny_siglip2_dir):
     c, s = clip_encoder.config, siglip_encoder.config
-    assert (c.name, c.image_size, c.num_query_tokens, c.embed_dim) == (str(tiny_clip_dir.resolve()), (32, 32), 1, 16)
+    assert (c.name, c.image_size, c.num_query_tokens, c.embed_dim) == (
+        str(tiny_clip_dir.resolve()),
+        (32, 32),
+        1,
+        16,
+    )
     assert (s.image_size, s.num_query_tokens, s.embed_dim) == ((32, 32), 1, 24)
     assert s.mean == (0.5, 0.5, 0.5)
     for cfg in (c, s):  # TAG's CLIP-like settings: mask at cosine 0, plain k-means
@@ -111,7 +120,9 @@ def test_features_equal_the_models_own_heads(zoo_encoder):
     images = frames(5)
     ours = zoo_encoder.encode_images(images)
     assert ours.shape == (5, 1, zoo_encoder.config.embed_dim) and ours.dtype == np.float32
-    pixels = zoo_encoder.image_processor(images=list(images), return_tensors="pt", input_data_format="channels_last")
+    pixels = zoo_encoder.image_processor(
+        images=list(images), return_tensors="pt", input_data_format="channels_last"
+    )
     with torch.no_grad():
         theirs = zoo_encoder.model.get_image_features(pixel_values=pixels["pixel_values"])
         text_theirs = zoo_encoder.model.get_text_features(**zoo_encoder.tokenize(TEXTS))
@@ -123,7 +134,9 @@ def test_features_equal_the_models_own_heads(zoo_encoder):
 
 def test_similarity_is_the_logits_up_to_scale_and_bias(zoo_encoder):
     images = frames(4, seed=3)
-    ours = zoo_encoder.similarity(zoo_encoder.encode_images(images), zoo_encoder.encode_texts(TEXTS))  # (M, T)
+    ours = zoo_encoder.similarity(
+        zoo_encoder.encode_images(images), zoo_encoder.encode_texts(TEXTS)
+    )  # (M, T)
     theirs = model_logits(zoo_encoder, images, TEXTS).T
     scale = float(zoo_encoder.model.logit_scale.exp())
     bias = float(zoo_encoder.model.logit_bias) if zoo_encoder.family == "siglip" else 0.0
@@ -137,11 +150,14 @@ def test_frames_of_any_size_are_resized_whole(clip_encoder):
 
     wide = np.random.default_rng(4).integers(0, 256, (2, 45, 80, 3), dtype=np.uint8)
     resized = np.stack([np.asarray(Image.fromarray(f).resize((32, 32), Image.BICUBIC)) for f in wide])
-    np.testing.assert_allclose(clip_encoder.encode_images(wide), clip_encoder.encode_images(resized), atol=1e-5)
+    np.testing.assert_allclose(
+        clip_encoder.encode_images(wide), clip_encoder.encode_images(resized), atol=1e-5
+    )
     assert torch.equal(  # the fast path equals the processor on frames already at size
         clip_encoder.preprocess(resized),
-        clip_encoder.image_processor(images=list(resized), return_tensors="pt",
-                                     input_data_format="channels_last")["pixel_values"],
+        clip_encoder.image_processor(
+            images=list(resized), return_tensors="pt", input_data_format="channels_last"
+        )["pixel_values"],
     )
 
 
@@ -149,13 +165,17 @@ def test_siglip_lower_cases_and_pads_to_its_context(siglip_encoder):
     tokens = siglip_encoder.tokenize(["A Dog SITS"])
     assert tokens["input_ids"].shape == (1, 64)
     assert siglip_encoder.tokenizer.decode(tokens["input_ids"][0], skip_special_tokens=True) == "a dog sits"
-    np.testing.assert_array_equal(siglip_encoder.encode_texts(["A Dog SITS"]), siglip_encoder.encode_texts(["a dog sits"]))
-    assert not siglip_encoder.tokenizer("A")["input_ids"] == siglip_encoder.tokenizer("a")["input_ids"]
+    np.testing.assert_array_equal(
+        siglip_encoder.encode_texts(["A Dog SITS"]), siglip_encoder.encode_texts(["a dog sits"])
+    )
+    assert siglip_encoder.tokenizer("A")["input_ids"] != siglip_encoder.tokenizer("a")["input_ids"]
 
 
 def test_batch_size_does_not_change_features(tiny_clip_dir, clip_encoder):
     small = create_encoder(str(tiny_clip_dir), device="cpu", batch_size=2)
-    np.testing.assert_allclose(small.encode_images(frames(5)), clip_encoder.encode_images(frames(5)), atol=1e-5)
+    np.testing.assert_allclose(
+        small.encode_images(frames(5)), clip_encoder.encode_images(frames(5)), atol=1e-5
+    )
     np.testing.assert_allclose(small.encode_texts(TEXTS), clip_encoder.encode_texts(TEXTS), atol=1e-5)
 
 
@@ -216,8 +236,10 @@ def test_clip_directory_without_weights(tiny_clip_dir, tmp_path):
 
 def test_checkpoint_shape_from_json(tiny_clip_dir, tiny_siglip2_dir, tiny_blip2_dir):
     def shape(d):
-        return checkpoint_shape(json.loads((d / "config.json").read_text()),
-                                json.loads((d / "preprocessor_config.json").read_text()))
+        return checkpoint_shape(
+            json.loads((d / "config.json").read_text()),
+            json.loads((d / "preprocessor_config.json").read_text()),
+        )
 
     assert shape(tiny_clip_dir) == ((32, 32), 1, 16)
     assert shape(tiny_siglip2_dir) == ((32, 32), 1, 24)
