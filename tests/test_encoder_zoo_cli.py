@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tfvtg.cli import main
+from tfvtg.errors import InputError
 from tfvtg.features import VideoFeatures
 from tfvtg.grounder import Grounder
 
@@ -56,6 +57,12 @@ def test_ground_with_a_clip_directory(tiny_clip_dir, cup_video, tmp_path):
     grounder = Grounder(str(tiny_clip_dir), device="cpu", progress=False, use_cache=False)
     result = grounder.ground_details(str(cup_video), QUERY, top_k=3)
     assert result.mask_threshold == 0.0
+    # BLIP-2 stays the only encoder of the reference profile.
+    reference = Grounder(
+        str(tiny_clip_dir), device="cpu", progress=False, use_cache=False, profile="reference"
+    )
+    with pytest.raises(InputError, match="reference profile .* clip encoder"):
+        reference.ground(str(cup_video), QUERY)
     np.testing.assert_allclose(windows, [m.to_list(4) for m in result.moments], atol=1e-4)
 
 

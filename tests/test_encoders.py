@@ -239,7 +239,8 @@ def test_not_a_blip2_checkpoint(tmp_path):
     with pytest.raises(ModelError, match="bert checkpoint; tfvtg encodes with BLIP-2 retrieval"):
         create_encoder(str(tmp_path), device="cpu")
     # A BLIP-2 checkpoint of another head still gets the BLIP-2 loader's precise answer.
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "blip-2", "architectures": ["Blip2Model"]}))
+    blip2_model = {"model_type": "blip-2", "architectures": ["Blip2Model"]}
+    (tmp_path / "config.json").write_text(json.dumps(blip2_model))
     with pytest.raises(ModelError, match="not a BLIP-2 image-text retrieval"):
         create_encoder(str(tmp_path), device="cpu")
 

@@ -258,8 +258,12 @@ class Grounder:
         if self._encoder is None:
             from tfvtg.encoders import create_encoder
 
-            self._encoder = create_encoder(self.model, device=self.device, dtype=self.dtype,
-                                           batch_size=self.batch_size)
+            encoder = create_encoder(self.model, device=self.device, dtype=self.dtype,
+                                     batch_size=self.batch_size)
+            if self.profile == "reference" and encoder.config.family != "blip-2":
+                raise InputError(f"the reference profile reproduces the official code, which runs BLIP-2; "
+                                 f"{self.model} is a {encoder.config.family} encoder: use --profile default")
+            self._encoder = encoder
         return self._encoder
 
     @property

@@ -34,6 +34,7 @@ class EncoderConfig:
             docs/TAG-METHOD.md).
         tag_temporal_coherence: Whether TAG clusters with its temporal-coherence k-means (BLIP-2) or plain
             k-means (CLIP-like features), as its per-encoder configurations do.
+        family: The checkpoint's ``model_type``: ``blip-2``, ``clip`` or ``siglip`` (SigLIP and SigLIP 2).
     """
 
     name: str
@@ -46,6 +47,7 @@ class EncoderConfig:
     mask_threshold: float = 0.2
     tag_mask_threshold: float = 0.2
     tag_temporal_coherence: bool = True
+    family: str = "blip-2"
 
 
 @runtime_checkable

@@ -107,6 +107,7 @@ class ClipEncoder:
             mask_threshold=MASK_THRESHOLD,
             tag_mask_threshold=0.0,
             tag_temporal_coherence=False,
+            family=family,
         )
         self._lut = _pointwise_lut(self.image_processor, self.config.image_size)
         self._lut_device = None if self._lut is None else torch.from_numpy(self._lut).reshape(-1).to(device)
