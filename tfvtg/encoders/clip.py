@@ -21,7 +21,9 @@ setting TAG's code uses for its CLIP-like features; TAG clusters them with plain
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -274,6 +276,25 @@ def _whole_frame_processor(image_processor: Any, name: str) -> Any:
     return type(image_processor)(**settings)
 
 
+class _DefaultTokenIdNoise(logging.Filter):
+    """Drops transformers 5's warning about `SiglipTextConfig`'s own defaults (bos/eos ids 49406/49407 with a
+    32000-token vocabulary), which it logs while diffing any SigLIP config against a default one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "token_id must be `None` or an integer within the vocabulary" not in record.getMessage()
+
+
+@contextmanager
+def _without_default_config_noise() -> Iterator[None]:
+    logger = logging.getLogger("transformers.configuration_utils")
+    noise = _DefaultTokenIdNoise()
+    logger.addFilter(noise)
+    try:
+        yield
+    finally:
+        logger.removeFilter(noise)
+
+
 def _load_parts(source: str, is_dir: bool, *, local_files_only: bool, probe: bool, kwargs: dict) -> tuple:
     """Model, image processor and tokenizer; every failure becomes a ModelError saying what to do."""
     import torch
@@ -304,7 +325,7 @@ def _load_parts(source: str, is_dir: bool, *, local_files_only: bool, probe: boo
         )
     model_cls = CLIPModel if family == "clip" else SiglipModel
     try:
-        with _quiet_progress(local_files_only):
+        with _quiet_progress(local_files_only), _without_default_config_noise():
             model = model_cls.from_pretrained(source, attn_implementation="sdpa", **common)
             image_processor = AutoImageProcessor.from_pretrained(source, **common)
             tokenizer = AutoTokenizer.from_pretrained(source, **common)
