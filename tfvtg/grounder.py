@@ -171,13 +171,14 @@ class Grounder:
     """Ground natural-language queries in videos with TFVTG, encoding each video once.
 
     Args:
-        model: Encoder name (``"blip2-coco"``, the paper's weights; ``"blip2"``), a Hugging Face id, or a
-            local directory saved with ``save_pretrained``. Loaded on first need.
+        model: Encoder name (``"blip2-coco"``, the paper's weights; ``"blip2"``; the light ``"clip-b32"``,
+            ``"clip-b16"``, ``"clip-l14"``, ``"siglip2-b16"``), a Hugging Face id, or a local directory saved
+            with ``save_pretrained``. Loaded on first need.
         device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
         dtype: Compute dtype (``None``: bfloat16 on CUDA, float32 elsewhere).
         fps: Frame sampling rate (``None``: the encoder's default, 3 for BLIP-2).
         profile: ``"default"`` (the paper's method with the official code's bugs fixed) or ``"reference"``
-            (the official code's decisions, its frame sampling and time mapping included).
+            (the official code's decisions, its frame sampling and time mapping included; BLIP-2 only).
         preset: Proposal lengths: ``"charades"``, ``"activitynet"``, ``"qvhighlights"`` or ``"auto"``
             (by duration: charades up to 60 s, activitynet beyond).
         stride_seconds: Length quantum of the proposals in seconds; overrides the preset's.
