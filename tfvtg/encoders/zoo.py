@@ -14,8 +14,8 @@ from dataclasses import dataclass
 __all__ = ["CPU_BENCHMARK", "EncoderSpec", "SPECS", "format_specs", "qformer_flops", "spec_rows", "vit_flops"]
 
 CPU_BENCHMARK = (
-    "recorded benchmark results, not measured now: benchmarks/bench_encoders_cpu.py on the project's shared "
-    "2-core AMD EPYC (AVX-512) under load, fp32, batch 8 (benchmarks/RESULTS.md)"
+    "recorded benchmark results, not measured now (benchmarks/RESULTS.md): bench_encoders_cpu.py, random\n"
+    "  weights, fp32, batch 8, on the project's 2-core AMD EPYC while other jobs ran (load 13-21): lower bounds"
 )
 
 
@@ -86,13 +86,14 @@ _VIT_G = (1408, 6144, 39)
 _VIT_B = (768, 3072, 12)
 _VIT_L = (1024, 4096, 24)
 
+# cpu_frames_per_s: the first full run of bench_encoders_cpu.py (2026-12-06, load average 13-21 on 2 cores).
 SPECS: tuple[EncoderSpec, ...] = (
     EncoderSpec("blip2", "Salesforce/blip2-itm-vit-g", "blip-2", 224, 14, _VIT_G, 32, 256),
-    EncoderSpec("blip2-coco", "Salesforce/blip2-itm-vit-g-coco", "blip-2", 364, 14, _VIT_G, 32, 256),
-    EncoderSpec("clip-b32", "openai/clip-vit-base-patch32", "clip", 224, 32, _VIT_B, 1, 512),
-    EncoderSpec("clip-b16", "openai/clip-vit-base-patch16", "clip", 224, 16, _VIT_B, 1, 512),
-    EncoderSpec("clip-l14", "openai/clip-vit-large-patch14", "clip", 224, 14, _VIT_L, 1, 768),
-    EncoderSpec("siglip2-b16", "google/siglip2-base-patch16-224", "siglip", 224, 16, _VIT_B, 1, 768),
+    EncoderSpec("blip2-coco", "Salesforce/blip2-itm-vit-g-coco", "blip-2", 364, 14, _VIT_G, 32, 256, 0.011),
+    EncoderSpec("clip-b32", "openai/clip-vit-base-patch32", "clip", 224, 32, _VIT_B, 1, 512, 0.55),
+    EncoderSpec("clip-b16", "openai/clip-vit-base-patch16", "clip", 224, 16, _VIT_B, 1, 512, 0.22),
+    EncoderSpec("clip-l14", "openai/clip-vit-large-patch14", "clip", 224, 14, _VIT_L, 1, 768, 0.058),
+    EncoderSpec("siglip2-b16", "google/siglip2-base-patch16-224", "siglip", 224, 16, _VIT_B, 1, 768, 0.66),
 )
 
 
@@ -117,7 +118,7 @@ def format_specs() -> list[str]:
     lines = [f"{'name':<12} {'checkpoint':<33} {'image':>5} {'tokens':>6} {'dim':>4} {'GFLOP/frame':>11} "
              f"{'CPU frames/s*':>13}"]
     for s in SPECS:
-        speed = f"{s.cpu_frames_per_s:13.2f}" if s.cpu_frames_per_s is not None else f"{'-':>13}"
+        speed = f"{s.cpu_frames_per_s:13.3f}" if s.cpu_frames_per_s is not None else f"{'-':>13}"
         lines.append(f"{s.name:<12} {s.checkpoint:<33} {s.image_size:>5} {s.tokens_per_frame:>6} {s.dim:>4} "
                      f"{s.gflops_per_frame:11.1f} {speed}")
     lines.append(f"* {CPU_BENCHMARK}")
