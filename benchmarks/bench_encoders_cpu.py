@@ -87,7 +87,7 @@ def random_clip_encoder(spec: EncoderSpec, *, dtype: str | None = "float32", bat
     from tokenizers.pre_tokenizers import ByteLevel
     from transformers import CLIPConfig, CLIPModel, CLIPTokenizer, GemmaTokenizer, SiglipConfig, SiglipModel
 
-    from tfvtg.device import resolve_dtype
+    from tfvtg.device import resolve_precision
     from tfvtg.encoders.clip import ClipEncoder
 
     hidden, intermediate, layers = spec.vision
@@ -129,15 +129,15 @@ def random_clip_encoder(spec: EncoderSpec, *, dtype: str | None = "float32", bat
         )
     model.config._attn_implementation = "sdpa"
     model = model.eval().requires_grad_(False)
-    torch_dtype = resolve_dtype(dtype, torch.device("cpu"))
-    model.to(dtype=torch_dtype)
+    precision = resolve_precision(dtype, torch.device("cpu"))
+    model.to(dtype=precision.weights)
     return ClipEncoder(
         model,
         processor,
         tokenizer,
         name=f"random-init:{spec.name}",
         device=torch.device("cpu"),
-        dtype=torch_dtype,
+        precision=precision,
         batch_size=batch_size,
     )
 

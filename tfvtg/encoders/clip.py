@@ -29,14 +29,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tfvtg.device import resolve_device, resolve_dtype
+from tfvtg.device import (
+    Precision,
+    encode_in_batches,
+    out_of_memory_message,
+    place_on,
+    resolve_device,
+    resolve_precision,
+)
 from tfvtg.encoders.base import EncoderConfig, max_cosine_similarity
 from tfvtg.encoders.blip2 import (
+    Blip2Encoder,
     _check_frames,
+    _checked_image_size,
     _env_true,
     _NotCached,
     _pointwise_lut,
-    _processor_size,
     _quiet_progress,
     _triple,
 )
@@ -63,8 +71,9 @@ class ClipEncoder:
         family: ``"clip"`` or ``"siglip"`` (the checkpoint's ``model_type``).
         context: Text context in tokens (CLIP 77, SigLIP 64), special tokens included.
         device: The torch device the model runs on.
-        dtype: The compute dtype.
-        batch_size: Frames (and texts) per forward pass.
+        precision: How the model computes (`tfvtg.device.Precision`; its name is ``config.precision``).
+        dtype: The dtype of the weights (``precision.weights``).
+        batch_size: Frames (and texts) per forward pass; halved for good when a batch runs out of memory.
     """
 
     def __init__(
@@ -75,7 +84,7 @@ class ClipEncoder:
         *,
         name: str,
         device: torch.device,
-        dtype: torch.dtype,
+        precision: Precision,
         batch_size: int = 32,
     ) -> None:
         import torch
@@ -90,7 +99,8 @@ class ClipEncoder:
         self.image_processor = _whole_frame_processor(image_processor, name)
         self.tokenizer = tokenizer
         self.device = device
-        self.dtype = dtype
+        self.precision = precision
+        self.dtype = precision.weights
         self.batch_size = int(batch_size)
         text_config = model.config.text_config
         self.context = int(text_config.max_position_embeddings)
@@ -100,7 +110,7 @@ class ClipEncoder:
             embed_dim = int(getattr(text_config, "projection_size", None) or text_config.hidden_size)
         self.config = EncoderConfig(
             name=name,
-            image_size=_processor_size(self.image_processor, name),
+            image_size=_checked_image_size(self.image_processor, model.config.vision_config, name),
             mean=_triple(getattr(self.image_processor, "image_mean", None), "image_mean", name),
             std=_triple(getattr(self.image_processor, "image_std", None), "image_std", name),
             num_query_tokens=1,
@@ -110,9 +120,10 @@ class ClipEncoder:
             tag_mask_threshold=0.0,
             tag_temporal_coherence=False,
             family=family,
+            precision=precision.name,
         )
-        self._lut = _pointwise_lut(self.image_processor, self.config.image_size)
-        self._lut_device = None if self._lut is None else torch.from_numpy(self._lut).reshape(-1).to(device)
+        lut = _pointwise_lut(self.image_processor, self.config.image_size)  # (3, 256) float32 or None
+        self._lut_device = None if lut is None else torch.from_numpy(lut).to(device, precision.pixel_dtype)
         self._truncation = TruncationWarnings(name, self.context)
 
     # ------------------------------------------------------------------ loading
@@ -133,7 +144,8 @@ class ClipEncoder:
         Args:
             name_or_path: Hub id (e.g. ``openai/clip-vit-base-patch16``) or local directory.
             device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
-            dtype: Compute dtype (`tfvtg.device.resolve_dtype`: None = bfloat16 on CUDA, float32 elsewhere).
+            dtype: Precision (`tfvtg.device.resolve_precision`): None/``"auto"`` = ``autocast-float16`` on
+                CUDA, ``float32`` elsewhere; or ``float32``, ``float16``, ``bfloat16`` (weights cast).
             batch_size: Frames per forward pass.
             cache_dir: Hugging Face cache directory (default: the library's).
             local_files_only: True: never touch the network. None: the cache when the files are there, else
@@ -146,7 +158,7 @@ class ClipEncoder:
         import torch
 
         torch_device = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype, torch_device)
+        precision = resolve_precision(dtype, torch_device)
         is_dir = Path(name_or_path).expanduser().is_dir()
         source = str(Path(name_or_path).expanduser().resolve()) if is_dir else name_or_path
         if is_dir and not (Path(source) / "config.json").is_file():
@@ -167,56 +179,43 @@ class ClipEncoder:
         try:
             model.eval()
             model.requires_grad_(False)
-            model.to(device=torch_device, dtype=torch_dtype)
+            place_on(torch_device)
+            model.to(device=torch_device, dtype=precision.weights)
         except torch.cuda.OutOfMemoryError as exc:
-            raise ModelError(
-                f"out of GPU memory moving {name_or_path} to {torch_device}; use --device cpu"
-            ) from exc
+            message = out_of_memory_message(torch_device, precision, f"moving {name_or_path}")
+            raise ModelError(message) from exc
         return cls(model, image_processor, tokenizer, name=name or source, device=torch_device,
-                   dtype=torch_dtype, batch_size=batch_size)
+                   precision=precision, batch_size=batch_size)
 
     # ------------------------------------------------------------------ encoding
     def encode_images(self, frames: np.ndarray) -> np.ndarray:
-        """(N, H, W, 3) uint8 RGB frames of any size -> (N, 1, D) float32 image embeddings, not normalised."""
+        """(N, H, W, 3) uint8 RGB frames of any size -> (N, 1, D) float32 image embeddings, not normalised.
+
+        A batch that runs out of accelerator memory is halved and retried (`tfvtg.device.encode_in_batches`).
+        """
         frames = _check_frames(frames)
         out = np.empty((len(frames), 1, self.config.embed_dim), dtype=np.float32)
-        for start in range(0, len(frames), self.batch_size):
-            pixels = self.preprocess(frames[start : start + self.batch_size])
-            out[start : start + len(pixels), 0] = self.image_features(pixels).cpu().numpy()
+        self.batch_size = encode_in_batches(
+            lambda batch: self.image_features(self.preprocess(batch)).cpu().numpy()[:, None],
+            frames, out, self.batch_size, device=self.device, precision=self.precision,
+        )
         return out
 
     def preprocess(self, frames: np.ndarray) -> torch.Tensor:
-        """(B, H, W, 3) uint8 frames -> (B, 3, h, w) pixel values on the device in the compute dtype.
+        """(B, H, W, 3) uint8 frames -> (B, 3, h, w) pixels on the device in ``precision.pixel_dtype``.
 
-        Frames already at the model's size skip the processor: a per-channel table taken from the processor
-        itself gives the same values (`tfvtg.encoders.blip2._pointwise_lut`).
+        BLIP-2's path (`Blip2Encoder.preprocess`): frames already at the model's size go through a
+        per-channel table taken from the processor itself (the same values); other sizes through the
+        processor.
         """
-        import torch
-
-        frames = _check_frames(frames)
-        if self._lut_device is not None and tuple(frames.shape[1:3]) == self.config.image_size:
-            raw = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).long()
-            raw += torch.arange(3, device=self.device) * 256
-            pixels = self._lut_device[raw].permute(0, 3, 1, 2)
-        else:
-            result = self.image_processor(
-                images=list(frames), return_tensors="pt", input_data_format="channels_last"
-            )
-            pixels = result["pixel_values"].to(self.device)
-        return pixels.to(self.dtype).contiguous()
+        return Blip2Encoder.preprocess(self, frames)  # type: ignore[arg-type]
 
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, 3, h, w) preprocessed pixels -> (B, D) float32 ``get_image_features`` embeddings."""
         import torch
 
-        try:
-            with torch.inference_mode():
-                return _pooled(self.model.get_image_features(pixel_values=pixel_values)).float()
-        except torch.cuda.OutOfMemoryError as exc:
-            raise ModelError(
-                f"out of GPU memory encoding {pixel_values.shape[0]} frames; lower --batch-size (now "
-                f"{self.batch_size})"
-            ) from exc
+        with torch.inference_mode(), self.precision.image_forward():
+            return _pooled(self.model.get_image_features(pixel_values=pixel_values)).float()
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """The token tensors the family's processor makes (SigLIP: lower-cased, padded to the context)."""
@@ -251,7 +250,7 @@ class ClipEncoder:
     def __repr__(self) -> str:
         return (
             f"ClipEncoder(name={self.config.name!r}, family={self.family!r}, device={str(self.device)!r}, "
-            f"dtype={str(self.dtype).replace('torch.', '')!r}, batch_size={self.batch_size})"
+            f"precision={self.precision.name!r}, batch_size={self.batch_size})"
         )
 
 

@@ -15,7 +15,8 @@ __all__ = ["CPU_BENCHMARK", "EncoderSpec", "SPECS", "format_specs", "qformer_flo
 
 CPU_BENCHMARK = (
     "recorded benchmark results, not measured now (benchmarks/RESULTS.md): bench_encoders_cpu.py, random\n"
-    "  weights, fp32, batch 8, on the project's 2-core AMD EPYC while other jobs ran (load 13-21): lower bounds"
+    "  weights, fp32, batch 8, on the project's 2-core AMD EPYC while other jobs ran (load 13-21): lower "
+    "bounds"
 )
 
 
