@@ -117,6 +117,10 @@ def create_encoder(
         InputError: An unknown device or dtype name.
     """
     source, is_dir = resolve_name(name_or_path)
+    if not is_dir and local_files_only is None:  # offline and not cached: one line now, not 30 s of retries
+        from tfvtg.hub import require_model
+
+        local_files_only = require_model(source, cache_dir) or None
     spec = _SPECS_BY_NAME.get(name_or_path.strip())
     if spec is not None:
         model_type: str | None = spec.model_type
