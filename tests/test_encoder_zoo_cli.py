@@ -57,6 +57,10 @@ def test_ground_with_a_clip_directory(tiny_clip_dir, cup_video, tmp_path):
     grounder = Grounder(str(tiny_clip_dir), device="cpu", progress=False, use_cache=False)
     result = grounder.ground_details(str(cup_video), QUERY, top_k=3)
     assert result.mask_threshold == 0.0
+    # TAG takes its CLIP settings from the encoder: mask at 0, plain k-means.
+    tag = Grounder(str(tiny_clip_dir), device="cpu", progress=False, use_cache=False, method="tag")
+    tag_result = tag.ground_details(grounder.encode_video(str(cup_video)), QUERY, top_k=3)
+    assert tag_result.mask_threshold == 0.0 and 1 <= len(tag_result.moments) <= 3
     # BLIP-2 stays the only encoder of the reference profile.
     reference = Grounder(
         str(tiny_clip_dir), device="cpu", progress=False, use_cache=False, profile="reference"

@@ -432,10 +432,10 @@ class Grounder:
                 raise InputError(f"the video features have dimension {feats.shape[-1]} but the {self.model} "
                                  f"text embeddings {text_feats.shape[-1]}: the features come from another "
                                  "encoder")
-            tokens = self.encoder.config.num_query_tokens
-            if feats.ndim == 3 and feats.shape[1] != tokens:
+            per_frame = self.encoder.config.num_query_tokens
+            if feats.ndim == 3 and feats.shape[1] != per_frame:
                 raise InputError(f"the video features have {feats.shape[1]} tokens per frame but "
-                                 f"{self.model} makes {tokens}: the features come from another encoder")
+                                 f"{self.model} makes {per_frame}: the features come from another encoder")
             self._check_encoder_name(video)
             sims = np.asarray(self.encoder.similarity(feats, text_feats), dtype=np.float32)
             memo.update(zip(missing, sims, strict=True))
