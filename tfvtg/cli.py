@@ -19,6 +19,7 @@ from tfvtg.encoders import DEFAULT_ENCODER
 from tfvtg.errors import InputError, VideoError
 from tfvtg.evaluate import FEATURE_FORMATS
 from tfvtg.localize import PRESETS, PROFILES
+from tfvtg.splits import DEFAULT_SEED, SPLITS
 from tfvtg.video import SAMPLING_MODES, VIDEO_SUFFIXES
 
 if TYPE_CHECKING:
@@ -357,6 +358,11 @@ def extract(videos: tuple[Path, ...], out_dir: Path, shard: str | None, skip_exi
 @click.option("--skip-missing", is_flag=True, help="Skip videos without a feature file instead of failing.")
 @click.option("--top-k", type=click.IntRange(min=1), default=None,
               help="Windows per prediction [default: 5; 7 for qvhighlights].")
+@click.option("--split", type=click.Choice(SPLITS), default="default", show_default=True,
+              help="ood-1 / ood-2: noise features prepended to every video (Charades-STA 10 / 15 s, "
+                   "ActivityNet 30 / 60 s) and the spans shifted.")
+@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True,
+              help="Seed of the ood-1 / ood-2 noise (recorded in the output).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
 @click.option("--model", default=DEFAULT_ENCODER, show_default=True,
               help="Text encoder (the one that made the features).")
@@ -364,8 +370,8 @@ def extract(videos: tuple[Path, ...], out_dir: Path, shard: str | None, skip_exi
 @click.option("--dtype", default=None, help="float32, float16 or bfloat16.")
 def evaluate(dataset: str, annotations: Path, features_dir: Path, feature_format: str,
              llm_outputs: Path | None, profile: str, out_path: Path | None, limit: int | None,
-             skip_missing: bool, top_k: int | None, as_json: bool, model: str, device: str,
-             dtype: str | None) -> None:
+             skip_missing: bool, top_k: int | None, split: str, seed: int, as_json: bool, model: str,
+             device: str, dtype: str | None) -> None:
     """Ground every query of a benchmark split from feature files and print its metrics.
 
     Charades-STA and ActivityNet: R1@0.3/0.5/0.7 and mIoU; QVHighlights: R1@0.5/0.7 and mAP, plus the
@@ -383,20 +389,26 @@ def evaluate(dataset: str, annotations: Path, features_dir: Path, feature_format
             raise InputError(f"--out {out_path} is a feature file; write the predictions to a .jsonl file")
     report = run_evaluation(dataset, annotations, features_dir, feature_format=feature_format,
                             llm_outputs=llm_outputs, profile=profile, model=model, device=device, dtype=dtype,
-                            limit=limit, skip_missing=skip_missing, top_k=top_k, progress=True)
+                            limit=limit, skip_missing=skip_missing, top_k=top_k, split=split, seed=seed,
+                            progress=True)
     if out_path is not None:
         with writing(out_path, "--out"):
             write_jsonl(out_path, report.predictions)
     rate = report.n_queries / report.seconds if report.seconds > 0 else float("inf")
     summary = {"dataset": dataset, "queries": report.n_queries, "videos": report.n_videos,
                "method": report.method, "profile": profile, "seconds": round(report.seconds, 2),
-               "skipped_queries": report.skipped_queries, "missing_videos": len(report.missing_videos)}
+               "skipped_queries": report.skipped_queries, "missing_videos": len(report.missing_videos),
+               "split": split}
+    if split != "default":
+        summary.update(pad_seconds=report.meta["pad_seconds"], seed=seed)
     if as_json:
         click.echo(json.dumps({**summary, "metrics": report.metrics}))
         return
     source = "LLM decompositions" if report.method == "full" else "no LLM outputs"
+    padded = (f", split {split} ({report.meta['pad_seconds']:g} s of noise prepended, seed {seed})"
+              if split != "default" else "")
     click.echo(f"{dataset}: {report.n_queries} queries of {report.n_videos} videos, {report.method} "
-               f"({source}), profile {profile}")
+               f"({source}), profile {profile}{padded}")
     if report.skipped_queries:
         click.echo(f"skipped {report.skipped_queries} queries of {len(report.missing_videos)} videos with no "
                    f"feature file (not in the metrics)")

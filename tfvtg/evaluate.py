@@ -305,6 +305,8 @@ def evaluate(
     limit: int | None = None,
     skip_missing: bool = False,
     top_k: int | None = None,
+    split: str = "default",
+    seed: int | None = None,
     progress: bool = True,
     on_prediction: Callable[[dict[str, Any]], None] | None = None,
 ) -> EvaluationReport:
@@ -326,6 +328,10 @@ def evaluate(
         limit: Evaluate only the first ``limit`` queries (in annotation order).
         skip_missing: Skip videos without a feature file (counted in the report) instead of failing.
         top_k: Windows per prediction (default 5; 7 for QVHighlights, as the official code writes).
+        split: ``"default"``, or ``"ood-1"`` / ``"ood-2"``: noise features prepended to every video and the
+            spans shifted (`tfvtg.splits`); predictions and metrics are then in the padded videos' time.
+        seed: Seed of the OOD noise (default `tfvtg.splits.DEFAULT_SEED`), recorded in the report's meta
+            and in every prediction.
         progress: Progress bar on stderr.
         on_prediction: Called with each prediction record as soon as it exists.
 
@@ -339,6 +345,7 @@ def evaluate(
     from tfvtg.datasets import attach_llm_answers, load_dataset, load_llm_outputs
     from tfvtg.decompose import Decomposition
     from tfvtg.grounder import Grounder
+    from tfvtg.splits import DEFAULT_SEED, pad_features, pad_seconds, shift_query, video_rng
 
     started = time.perf_counter()
     if dataset not in DATASET_PRESETS:
@@ -351,6 +358,8 @@ def evaluate(
         raise InputError(f"features directory not found: {features_dir}")
     if limit is not None and limit < 1:
         raise InputError(f"limit must be at least 1, got {limit}")
+    pad = pad_seconds(dataset, split)
+    seed = DEFAULT_SEED if seed is None else seed
     queries = load_dataset(dataset, annotations)
     if llm_outputs is not None:
         if dataset == "qvhighlights":
@@ -389,12 +398,14 @@ def evaluate(
                       for video_queries in by_video.values() for q in video_queries}
     _encode_texts(grounder, by_video, decompositions, progress)
     position = {q.qid: i for i, q in enumerate(queries)}
+    padding = {"split": split, "pad_seconds": pad, "seed": seed} if pad else {}
     predictions: list[tuple[int, dict[str, Any]]] = []
     n_total = sum(len(v) for v in by_video.values())
     bar = _progress_bar(n_total, progress)
     try:
         for vid, video_queries in by_video.items():
             features = load_video_features(paths[vid], feature_format, video_queries[0].duration)
+            features = pad_features(features, pad, video_rng(seed, vid))
             grounder.similarity_curves(features, _video_texts(video_queries, decompositions))  # one pass
             for query in video_queries:
                 decomposition = decompositions[query.qid]
@@ -408,8 +419,9 @@ def evaluate(
                     "query": query.query,
                     "vid": vid,
                     "pred_relevant_windows": [m.to_list() for m in result.moments],
-                    "duration": query.duration,
+                    "duration": query.duration + pad,
                     "method": result.method,
+                    **padding,
                 }
                 if with_llm:
                     record["relationship"] = decomposition.relation
@@ -428,14 +440,15 @@ def evaluate(
     # Back to annotation order (a QVHighlights video's queries need not be adjacent in the file).
     predictions.sort(key=lambda item: item[0])
     records = [record for _, record in predictions]
-    evaluated = [q for q in queries if q.vid in by_video]
+    evaluated = [shift_query(q, pad) for q in queries if q.vid in by_video]
     metrics = score_predictions(dataset, records, evaluated)
     return EvaluationReport(
         dataset=dataset, predictions=records, metrics=metrics, n_queries=len(records),
         n_videos=len(by_video), missing_videos=missing, skipped_queries=skipped,
         seconds=time.perf_counter() - started, method=method,
         meta={"profile": grounder.profile, "preset": grounder.preset, "model": grounder.model,
-              "feature_format": feature_format, "top_k": top_k},
+              "feature_format": feature_format, "top_k": top_k, "split": split,
+              **({"pad_seconds": pad, "seed": seed} if pad else {})},
     )
 
 
