@@ -222,40 +222,123 @@ def static_scores(masked: np.ndarray, mask: np.ndarray, lengths: np.ndarray, kee
     window with no active frame outside is -inf unless ``keep_full``, which gives it an outside mean of 0.
     ``lengths`` must be an arithmetic progression ``S, 2S, ...`` (rows are strided views of the prefix sums).
     """
+    windows = _Windows(masked, mask, lengths, keep_full)
     n, rows = len(masked), len(lengths)
-    step = int(lengths[0])
-    if rows > 1 and not np.array_equal(lengths, step * np.arange(1, rows + 1)):
-        raise ValueError("lengths must be S, 2S, 3S, ...")
-    longest = int(lengths[-1])
-    # Prefix sums padded past the end so that row j, column i reads prefix[i + L_j] with one strided view.
-    csum = np.empty(n + 1 + longest)
-    csum[0] = 0.0
-    np.cumsum(masked, out=csum[1 : n + 1])
-    csum[n + 1 :] = csum[n]
-    ccnt = np.empty(n + 1 + longest)
-    ccnt[0] = 0.0
-    np.cumsum(mask, out=ccnt[1 : n + 1])
-    ccnt[n + 1 :] = ccnt[n]
-    total, active = csum[n], ccnt[n]
-
-    def ends(prefix: np.ndarray) -> np.ndarray:
-        item = prefix.strides[0]
-        return np.lib.stride_tricks.as_strided(prefix[step:], (rows, n), (step * item, item), writeable=False)
-
-    inside = ends(csum) - csum[:n]
-    n_out = active - (ends(ccnt) - ccnt[:n])  # active frames outside, exact small integers in float64
-    outside = total - inside
-    empty = n_out <= 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        np.divide(outside, n_out, out=outside)
-    np.copyto(outside, 0.0, where=empty)
-    np.divide(inside, lengths[:, None], out=inside)
-    scores = np.subtract(inside, outside, out=inside)
-    invalid = np.arange(n)[None, :] > (n - lengths)[:, None]
-    if not keep_full:
-        invalid |= empty
-    np.copyto(scores, _NO_SCORE, where=invalid)
+    scores = np.full((rows, n), _NO_SCORE)
+    valid = n - int(lengths[0]) + 1
+    if valid > 0:
+        scores[:, :valid] = windows.rows(0, rows, valid)
     return scores
+
+
+_BLOCK = 64  # windows per block of a row (starts jB .. jB + B - 1) in the block-max NMS
+_CHUNK = 1 << 17  # scores are computed a few rows at a time, about this many, so that they stay in cache
+
+
+class _Windows:
+    """Static scores of the windows of one curve, computed on demand from prefix sums.
+
+    Every score is computed by the same float64 operations whichever way it is asked for (a band of rows, or
+    scattered windows), so the two always agree to the bit: ranking ties stay ties.
+    """
+
+    def __init__(self, masked: np.ndarray, mask: np.ndarray, lengths: np.ndarray, keep_full: bool) -> None:
+        n, rows = len(masked), len(lengths)
+        step = int(lengths[0])
+        if rows > 1 and not np.array_equal(lengths, step * np.arange(1, rows + 1)):
+            raise ValueError("lengths must be S, 2S, 3S, ...")
+        self.n, self.lengths, self.step, self.keep_full = n, lengths, step, keep_full
+        # Prefix sums padded past the end so that row j, column i reads prefix[i + L_j] with a strided view.
+        pad = int(lengths[-1]) + n + _BLOCK
+        self.csum = np.empty(n + 1 + pad)
+        self.csum[0] = 0.0
+        np.cumsum(masked, out=self.csum[1 : n + 1])
+        self.csum[n + 1 :] = self.csum[n]
+        self.ccnt = np.empty(n + 1 + pad)
+        self.ccnt[0] = 0.0
+        np.cumsum(mask, out=self.ccnt[1 : n + 1])
+        self.ccnt[n + 1 :] = self.ccnt[n]
+        self.total, active = self.csum[n], self.ccnt[n]
+        # Active frames outside [i, i + L) = active + ccnt[i] - ccnt[i + L]: exact small integers in float64.
+        self.outside_active = active + self.ccnt
+        # The windows with no active frame outside hold every active frame: per row, starts full_lo..full_hi.
+        if active > 0:
+            first, last = int(np.argmax(mask)), n - 1 - int(np.argmax(mask[::-1]))
+            self.full_lo, self.full_hi = np.maximum(last + 1 - lengths, 0), np.minimum(first, n - lengths)
+        else:  # nothing active: no window has an active frame outside
+            self.full_lo, self.full_hi = np.zeros_like(lengths), n - lengths
+        self.full_rows = np.flatnonzero(self.full_lo <= self.full_hi).tolist()
+
+    def rows(
+        self, r0: int, r1: int, cols: int, out: np.ndarray | None = None, scratch: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Scores of rows r0..r1-1, starts 0..cols-1, as an (r1 - r0, cols) array (-inf where invalid).
+
+        ``out`` and ``scratch`` (2 * (r1 - r0) * cols floats), when given, are used instead of new arrays, so
+        that a band at a time reuses memory that is already mapped and cached.
+        """
+        csum, item = self.csum, self.csum.strides[0]
+        first = int(self.lengths[r0])
+        shape, strides = (r1 - r0, cols), (self.step * item, item)
+        if out is None:
+            out = np.empty(shape)
+        if scratch is None:
+            scratch = np.empty(2 * out.size)
+        inside = scratch[: out.size].reshape(shape)
+        n_out = scratch[out.size : 2 * out.size].reshape(shape)
+        ends_sum = np.lib.stride_tricks.as_strided(csum[first:], shape, strides, writeable=False)
+        ends_cnt = np.lib.stride_tricks.as_strided(self.ccnt[first:], shape, strides, writeable=False)
+        np.subtract(ends_sum, csum[:cols], out=inside)
+        np.subtract(self.outside_active[:cols], ends_cnt, out=n_out)
+        np.subtract(self.total, inside, out=out)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.divide(out, n_out, out=out)
+        np.divide(inside, self.lengths[r0:r1, None], out=inside)
+        np.subtract(inside, out, out=out)
+        for row in self.full_rows:  # no active frame outside: outside mean 0 (keep_full), else no such window
+            if r0 <= row < r1:
+                lo, hi = int(self.full_lo[row]), int(self.full_hi[row]) + 1
+                out[row - r0, lo:hi] = inside[row - r0, lo:hi] if self.keep_full else _NO_SCORE
+        tail = max(0, self.n - int(self.lengths[r1 - 1]) + 1)  # past the last row's last start
+        if tail < cols:  # starts past a row's last one, i > n - L: no window
+            beyond = np.arange(tail, cols)[None, :] > (self.n - self.lengths[r0:r1])[:, None]
+            np.copyto(out[:, tail:], _NO_SCORE, where=beyond)
+        return out
+
+    def at(self, row: np.ndarray, start: np.ndarray, end: np.ndarray | None = None) -> np.ndarray:
+        """Scores of the windows (row, start), arrays that broadcast together (-inf where invalid); ``end``,
+        if given, is ``start + lengths[row]``."""
+        length = self.lengths[row]
+        end = start + length if end is None else end  # the prefix sums are padded past the end
+        inside = self.csum[end] - self.csum[start]
+        n_out = self.outside_active[start] - self.ccnt[end]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            score = inside / length - (self.total - inside) / n_out
+        full = n_out <= 0
+        if full.any():
+            score[full] = np.broadcast_to(inside / length, full.shape)[full] if self.keep_full else _NO_SCORE
+        score[end > self.n] = _NO_SCORE
+        return score
+
+    def block_maxima(self) -> tuple[np.ndarray, np.ndarray]:
+        """The best window of each block of `_BLOCK` starts of each row: (R, nb) scores (-inf: no valid
+        window) and (R, nb) offsets in the block (the first of equal scores)."""
+        n, rows = self.n, len(self.lengths)
+        nb = -(-max(n - self.step + 1, 0) // _BLOCK)
+        block_max = np.full((rows, nb), _NO_SCORE)
+        block_arg = np.zeros((rows, nb), np.int64)
+        per_chunk = max(1, _CHUNK // max(n, 1))
+        size = min(rows, per_chunk) * nb * _BLOCK
+        buffer, scratch = np.empty(size), np.empty(2 * size)
+        for r0 in range(0, rows, per_chunk):
+            r1 = min(rows, r0 + per_chunk)
+            blocks = -(-(n - int(self.lengths[r0]) + 1) // _BLOCK)  # those of the band's widest row
+            out = buffer[: (r1 - r0) * blocks * _BLOCK].reshape(r1 - r0, blocks, _BLOCK)
+            self.rows(r0, r1, blocks * _BLOCK, out=out.reshape(r1 - r0, blocks * _BLOCK), scratch=scratch)
+            arg = out.argmax(axis=2)
+            block_arg[r0:r1, :blocks] = arg
+            block_max[r0:r1, :blocks] = np.take_along_axis(out, arg[..., None], axis=2)[..., 0]
+        return block_max, block_arg
 
 
 def _fractions(index: np.ndarray, n: int) -> np.ndarray:
@@ -263,80 +346,136 @@ def _fractions(index: np.ndarray, n: int) -> np.ndarray:
     return index.astype(np.float32) / np.float32(n)
 
 
-def _greedy_nms(scores: np.ndarray, lengths: np.ndarray, n: int, top_k: int, threshold: float) -> np.ndarray:
-    """Flat indices (row * T + start) of the first ``top_k`` greedy-NMS survivors, best first.
+def _greedy_nms(windows: _Windows, top_k: int, threshold: float) -> np.ndarray:
+    """(row, start) of the first ``top_k`` greedy-NMS survivors, best first: a (k, 2) int array.
 
-    Candidates are taken by descending score, ties in candidate order (shorter length first, then earlier
-    start). A prefix of that order is enough: survivors depend only on better candidates, so the prefix grows
-    geometrically until ``top_k`` survive or every candidate has been seen.
+    Greedy NMS visits the candidates by descending score, ties in candidate order (shorter length first,
+    then earlier start: row-major order), and keeps one unless it overlaps a kept one by IoU > ``threshold``
+    (float32 IoU of the fractions, as the official code computes it). Equivalently, the next survivor is the
+    first-ordered best candidate that no survivor so far suppresses, which is what is searched here, without
+    sorting: every block of `_BLOCK` starts of a row carries the maximum of its unsuppressed candidates. Each
+    survivor suppresses, in every row, one interval of starts (the IoU of a sliding window with a fixed one
+    rises, then falls; `_Suppression`): the blocks surely inside it are dropped at once; those it may touch,
+    given float32 rounding, are marked stale and recomputed candidate by candidate, only when their bound
+    could still win.
     """
-    flat = scores.ravel()
-    n_valid = int(np.count_nonzero(flat > _NO_SCORE))
+    n, lengths = windows.n, windows.lengths
     threshold32 = np.float32(threshold)
-    if n_valid <= _SMALL_NMS:
-        return _greedy_nms_small(flat, lengths, n, top_k, threshold32)
-    kept: list[int] = []
-    kept_s = np.empty(0, np.float32)
-    kept_e = np.empty(0, np.float32)
-    seen = 0
-    order = np.empty(0, np.int64)
-    alive = np.empty(0, bool)
-    starts_f = ends_f = np.empty(0, np.float32)
-    budget = max(64 * top_k, 1024)
-    while len(kept) < top_k and seen < n_valid:
-        if seen >= len(order):
-            budget = min(max(budget, 2 * len(order)), n_valid)
-            if budget < n_valid:
-                cut = np.partition(flat, len(flat) - budget)[len(flat) - budget]
-                pool = np.flatnonzero(flat >= cut)
-            else:
-                pool = np.flatnonzero(flat > _NO_SCORE)
-            pool = pool[np.lexsort((pool, -flat[pool]))]
-            tail = pool[len(order) :]
-            start_idx = tail % n
-            end_idx = start_idx + lengths[tail // n]
-            new_s, new_e = _fractions(start_idx, n), _fractions(end_idx, n)
-            new_alive = np.ones(len(tail), bool)
-            for s, e in zip(kept_s, kept_e, strict=True):
-                new_alive &= _iou32(new_s, new_e, s, e) <= threshold32
-            order = pool
-            alive = np.concatenate((alive, new_alive))
-            starts_f = np.concatenate((starts_f, new_s))
-            ends_f = np.concatenate((ends_f, new_e))
-        rest = alive[seen:]
-        hit = int(np.argmax(rest)) if rest.size else 0
-        if not rest.size or not rest[hit]:
-            seen = len(order)
+    if int(np.maximum(n - lengths + 1, 0).sum()) <= _SMALL_NMS:
+        return _greedy_nms_small(windows, top_k, threshold32)
+    block_max, block_arg = windows.block_maxima()
+    rows, nb = block_max.shape
+    bound = block_max.ravel()  # each block's best unsuppressed score (an upper bound while stale)
+    where = block_arg.ravel()  # and its offset in the block
+    stale = np.zeros(bound.size, bool)  # a survivor may suppress some of the block's candidates
+    offsets = np.arange(_BLOCK)
+    fraction = _fractions(np.arange(nb * _BLOCK + int(lengths[-1])), n)  # of every start and end frame
+    first_col = (np.arange(nb) * _BLOCK)[None, :]
+    last_col = first_col + _BLOCK - 1
+    suppression = _Suppression(lengths, n, float(threshold))
+    kept: list[tuple[int, int]] = []
+    kept_s = np.empty(top_k, np.float32)  # fractions of the survivors
+    kept_e = np.empty(top_k, np.float32)
+    visited_check = not threshold32 < 1  # IoU 1 does not exceed the threshold: skip survivors explicitly
+    while len(kept) < top_k:
+        best = int(np.argmax(bound))
+        if bound[best] == _NO_SCORE:
+            break
+        if stale[best]:
+            # Recompute every stale block whose bound could beat or tie the best exact one, then look again.
+            floor = np.where(stale, _NO_SCORE, bound).max()
+            redo = np.flatnonzero(stale & (bound >= floor))
+            t_row = redo // nb
+            starts = (redo % nb * _BLOCK)[:, None] + offsets
+            ends = starts + lengths[t_row][:, None]
+            k = len(kept)
+            # Survivors on the first axis: the inner loops run over the blocks' contiguous starts.
+            iou = _iou32(fraction[starts], fraction[ends], kept_s[:k, None, None], kept_e[:k, None, None])
+            suppressed = (iou > threshold32).any(axis=0)
+            if visited_check:
+                for kept_row, kept_start in kept:
+                    suppressed |= (t_row[:, None] == kept_row) & (starts == kept_start)
+            values = windows.at(t_row[:, None], starts, ends)
+            np.copyto(values, _NO_SCORE, where=suppressed)
+            at_max = values.argmax(axis=1)
+            bound[redo] = values[np.arange(len(redo)), at_max]
+            where[redo] = at_max
+            stale[redo] = False
             continue
-        pos = seen + hit
-        kept.append(int(order[pos]))
-        s, e = starts_f[pos], ends_f[pos]
-        kept_s, kept_e = np.append(kept_s, s), np.append(kept_e, e)
-        alive[pos + 1 :] &= _iou32(starts_f[pos + 1 :], ends_f[pos + 1 :], s, e) <= threshold32
-        seen = pos + 1
-    return np.asarray(kept, dtype=np.int64)
+        row, block = divmod(best, nb)
+        start = block * _BLOCK + int(where[best])
+        end = start + int(lengths[row])
+        kept_s[len(kept)], kept_e[len(kept)] = fraction[start], fraction[end]
+        kept.append((row, start))
+        if len(kept) == top_k:
+            break
+        sure_lo, sure_hi, maybe_lo, maybe_hi = suppression.starts(start, end)
+        dead = ((first_col >= sure_lo) & (last_col <= sure_hi)).ravel()
+        stale |= ((last_col >= maybe_lo) & (first_col <= maybe_hi)).ravel()
+        stale[best] = True
+        bound[dead] = _NO_SCORE
+    return np.asarray(kept, dtype=np.int64).reshape(-1, 2)
 
 
-def _greedy_nms_small(
-    flat: np.ndarray, lengths: np.ndarray, n: int, top_k: int, threshold: np.float32
-) -> np.ndarray:
+class _Suppression:
+    """Per row, the starts a kept window [s, e) surely suppresses and those it may suppress.
+
+    In exact arithmetic a window [i, i + L) has IoU > c with [s, e) (K = e - s frames, 0 <= c < 1) exactly
+    when ``c L < K < L / c`` and ``(c e + s - L) / (1 + c) < i < (e + c s - c L) / (1 + c)``: one interval of
+    starts per row (c < 0: every start; c >= 1: none). The official IoU is computed in float32 on the
+    fractions i / T, which moves it by at most about ``4e-7 T / max(L, K) <= 4e-7 T / L``; the interval for
+    c + delta is surely suppressed, and the one for c - delta holds every start that may be. Everything that
+    does not depend on the kept window is computed once.
+    """
+
+    def __init__(self, lengths: np.ndarray, n: int, threshold: float) -> None:
+        length = lengths.astype(np.float64)
+        delta = 1e-6 * n / length + 1e-6  # 2.5x the float32 error bound
+        c = threshold + np.stack((delta, -delta))  # (2, R): row 0 sure (c + delta), row 1 possible (c - d.)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.a, self.b = c / (1 + c), 1 / (1 + c)  # lo = b s + a e - b L, hi = b e + a s - a L
+            self.b_len, self.a_len = self.b * length, self.a * length
+            self.k_min, self.k_max = c * length, length / c  # some start reaches IoU c iff k_min < K < k_max
+        self.every = c < 0  # every window has IoU >= 0 > c
+        self.any_every = bool(self.every.any())
+        self.last = n - lengths
+
+    def starts(self, s: int, e: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(sure_lo, sure_hi, maybe_lo, maybe_hi): (R, 1) inclusive float bounds (lo > hi: empty). A sure
+        interval that reaches a row's last start extends past it, so that blocks ending in invalid starts
+        count as suppressed."""
+        lo = np.floor(self.b * s + self.a * e - self.b_len) + 1
+        hi = np.ceil(self.b * e + self.a * s - self.a_len) - 1
+        k = e - s
+        hi[(self.k_min >= k) | (self.k_max <= k)] = -1
+        if self.any_every:
+            lo[self.every] = -np.inf
+            hi[self.every] = np.inf
+        sure_hi = np.where(hi[0] >= self.last, np.inf, hi[0])
+        return lo[0][:, None], sure_hi[:, None], lo[1][:, None], hi[1][:, None]
+
+
+def _greedy_nms_small(windows: _Windows, top_k: int, threshold: np.float32) -> np.ndarray:
     """`_greedy_nms` for a few candidates: one pairwise IoU matrix, then a scan (same order, same IoU
     rule)."""
-    pool = np.flatnonzero(flat > _NO_SCORE)
-    pool = pool[np.lexsort((pool, -flat[pool]))]
-    start_idx = pool % n
-    starts, ends = _fractions(start_idx, n), _fractions(start_idx + lengths[pool // n], n)
+    n, lengths = windows.n, windows.lengths
+    row, start = np.nonzero(np.arange(n)[None, :] <= (n - lengths)[:, None])  # row-major: candidate order
+    score = windows.at(row, start)
+    order = np.lexsort((np.arange(len(score)), -score))
+    order = order[score[order] > _NO_SCORE]
+    row, start = row[order], start[order]
+    starts, ends = _fractions(start, n), _fractions(start + lengths[row], n)
     overlaps = _iou32(starts[:, None], ends[:, None], starts[None, :], ends[None, :]) > threshold
-    suppressed = np.zeros(len(pool), bool)
+    suppressed = np.zeros(len(order), bool)
     kept: list[int] = []
-    for i in range(len(pool)):
+    for i in range(len(order)):
         if suppressed[i]:
             continue
         kept.append(i)
         if len(kept) == top_k:
             break
         suppressed |= overlaps[i]
-    return pool[kept]
+    return np.column_stack((row[kept], start[kept])).astype(np.int64).reshape(-1, 2)
 
 
 def _iou32(starts: np.ndarray, ends: np.ndarray, s: np.float32, e: np.float32) -> np.ndarray:
@@ -422,15 +561,15 @@ def localize(
     if lengths.size == 0:
         return _fallback(n)
 
-    scores = static_scores(masked, mask, lengths, keep_full=not reference)
-    kept = _greedy_nms(scores, lengths, n, top_k, nms_threshold)
+    windows = _Windows(masked, mask, lengths, keep_full=not reference)
+    kept = _greedy_nms(windows, top_k, nms_threshold)
     if kept.size == 0:
         return _fallback(n)
 
-    static_index = kept % n
-    end_index = static_index + lengths[kept // n]
+    static_index = kept[:, 1]
+    end_index = static_index + lengths[kept[:, 0]]
     start_index = dynamic_starts(rising_mask(masked, mask.astype(np.float64), step))[static_index]
-    static = scores.ravel()[kept]
+    static = windows.at(kept[:, 0], kept[:, 1])
     return Proposals(
         start=start_index / n,
         end=_fractions(end_index, n).astype(np.float64),
