@@ -17,6 +17,7 @@ with no frame above the mask threshold is localised unmasked instead of returnin
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -181,6 +182,12 @@ def gaussian_taps(stride: int, sigma: float = 1.0) -> np.ndarray:
     N(0, sigma) density, so stride 3 gives ``[phi(0)]`` and stride >= 4 the 3 taps ``[phi(1), phi(0),
     phi(1)]``.
     """
+    return _gaussian_taps(min(stride, 4), float(sigma)).copy()
+
+
+@functools.lru_cache(maxsize=16)
+def _gaussian_taps(stride: int, sigma: float) -> np.ndarray:
+    """`gaussian_taps` for strides up to 4 (all larger strides give the stride-4 taps), computed once."""
     if stride < 3:
         return np.ones(1)
     half = min(stride - 2, 3) // 2
@@ -197,15 +204,15 @@ def rising_mask(
     frame t rises when ``3 d_t``, ``2 d_t + d_(t-1)`` or ``d_t + d_(t-1) + d_(t-2)`` exceeds the threshold.
     """
     n = len(masked)
-    taps = gaussian_taps(stride)
+    taps = _gaussian_taps(min(stride, 4), 1.0)
     k = len(taps)
-    delta = np.zeros(n)
+    padded = np.zeros(n + 2)  # two zeros before frame 0: delta_(-1) = delta_(-2) = 0
+    delta = padded[2:]
     if n >= k + 1:
         smooth = np.correlate(masked, taps, mode="valid")
-        delta[k // 2 : k // 2 + n - k] = np.diff(smooth)
+        np.subtract(smooth[1:], smooth[:-1], out=delta[k // 2 : k // 2 + n - k])
     delta *= mask
-    prev1 = np.concatenate(([0.0], delta[:-1]))
-    prev2 = np.concatenate(([0.0, 0.0], delta[:-2]))[:n]
+    prev1, prev2 = padded[1:-1], padded[:-2]
     return (3 * delta > threshold) | (2 * delta + prev1 > threshold) | (delta + prev1 + prev2 > threshold)
 
 
@@ -222,8 +229,10 @@ def static_scores(masked: np.ndarray, mask: np.ndarray, lengths: np.ndarray, kee
     window with no active frame outside is -inf unless ``keep_full``, which gives it an outside mean of 0.
     ``lengths`` must be an arithmetic progression ``S, 2S, ...`` (rows are strided views of the prefix sums).
     """
-    windows = _Windows(masked, mask, lengths, keep_full)
     n, rows = len(masked), len(lengths)
+    if rows > 1 and not np.array_equal(lengths, lengths[0] * np.arange(1, rows + 1)):
+        raise ValueError("lengths must be S, 2S, 3S, ...")
+    windows = _Windows(masked, mask, lengths, keep_full)
     scores = np.full((rows, n), _NO_SCORE)
     valid = n - int(lengths[0]) + 1
     if valid > 0:
@@ -243,31 +252,32 @@ class _Windows:
     """
 
     def __init__(self, masked: np.ndarray, mask: np.ndarray, lengths: np.ndarray, keep_full: bool) -> None:
-        n, rows = len(masked), len(lengths)
-        step = int(lengths[0])
-        if rows > 1 and not np.array_equal(lengths, step * np.arange(1, rows + 1)):
-            raise ValueError("lengths must be S, 2S, 3S, ...")
-        self.n, self.lengths, self.step, self.keep_full = n, lengths, step, keep_full
+        n = len(masked)
+        self.n, self.lengths, self.step, self.keep_full = n, lengths, int(lengths[0]), keep_full
+        self.mask = mask
         # Prefix sums padded past the end so that row j, column i reads prefix[i + L_j] with a strided view.
-        pad = int(lengths[-1]) + n + _BLOCK
-        self.csum = np.empty(n + 1 + pad)
-        self.csum[0] = 0.0
+        size = 2 * n + 2 + int(lengths[-1]) + _BLOCK
+        self.csum = np.zeros(size)
         np.cumsum(masked, out=self.csum[1 : n + 1])
         self.csum[n + 1 :] = self.csum[n]
-        self.ccnt = np.empty(n + 1 + pad)
-        self.ccnt[0] = 0.0
+        self.ccnt = np.zeros(size)
         np.cumsum(mask, out=self.ccnt[1 : n + 1])
         self.ccnt[n + 1 :] = self.ccnt[n]
-        self.total, active = self.csum[n], self.ccnt[n]
+        self.total = self.csum[n]
         # Active frames outside [i, i + L) = active + ccnt[i] - ccnt[i + L]: exact small integers in float64.
-        self.outside_active = active + self.ccnt
-        # The windows with no active frame outside hold every active frame: per row, starts full_lo..full_hi.
-        if active > 0:
+        self.outside_active = self.ccnt[n] + self.ccnt
+
+    @functools.cached_property
+    def full_ranges(self) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """Per row, the starts lo..hi of the windows with no active frame outside (they hold every active
+        frame), and the rows where there are some."""
+        n, lengths, mask = self.n, self.lengths, self.mask
+        if self.ccnt[n] > 0:
             first, last = int(np.argmax(mask)), n - 1 - int(np.argmax(mask[::-1]))
-            self.full_lo, self.full_hi = np.maximum(last + 1 - lengths, 0), np.minimum(first, n - lengths)
+            lo, hi = np.maximum(last + 1 - lengths, 0), np.minimum(first, n - lengths)
         else:  # nothing active: no window has an active frame outside
-            self.full_lo, self.full_hi = np.zeros_like(lengths), n - lengths
-        self.full_rows = np.flatnonzero(self.full_lo <= self.full_hi).tolist()
+            lo, hi = np.zeros_like(lengths), n - lengths
+        return lo, hi, np.flatnonzero(lo <= hi).tolist()
 
     def rows(
         self, r0: int, r1: int, cols: int, out: np.ndarray | None = None, scratch: np.ndarray | None = None
@@ -295,9 +305,10 @@ class _Windows:
             np.divide(out, n_out, out=out)
         np.divide(inside, self.lengths[r0:r1, None], out=inside)
         np.subtract(inside, out, out=out)
-        for row in self.full_rows:  # no active frame outside: outside mean 0 (keep_full), else no such window
+        full_lo, full_hi, full_rows = self.full_ranges
+        for row in full_rows:  # no active frame outside: outside mean 0 (keep_full), else no such window
             if r0 <= row < r1:
-                lo, hi = int(self.full_lo[row]), int(self.full_hi[row]) + 1
+                lo, hi = int(full_lo[row]), int(full_hi[row]) + 1
                 out[row - r0, lo:hi] = inside[row - r0, lo:hi] if self.keep_full else _NO_SCORE
         tail = max(0, self.n - int(self.lengths[r1 - 1]) + 1)  # past the last row's last start
         if tail < cols:  # starts past a row's last one, i > n - L: no window
@@ -312,10 +323,12 @@ class _Windows:
         end = start + length if end is None else end  # the prefix sums are padded past the end
         inside = self.csum[end] - self.csum[start]
         n_out = self.outside_active[start] - self.ccnt[end]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            score = inside / length - (self.total - inside) / n_out
         full = n_out <= 0
-        if full.any():
+        any_full = full.any()
+        if any_full:  # scored below; divide by 1 meanwhile
+            n_out = np.where(full, 1.0, n_out)
+        score = inside / length - (self.total - inside) / n_out
+        if any_full:
             score[full] = np.broadcast_to(inside / length, full.shape)[full] if self.keep_full else _NO_SCORE
         score[end > self.n] = _NO_SCORE
         return score
@@ -346,8 +359,8 @@ def _fractions(index: np.ndarray, n: int) -> np.ndarray:
     return index.astype(np.float32) / np.float32(n)
 
 
-def _greedy_nms(windows: _Windows, top_k: int, threshold: float) -> np.ndarray:
-    """(row, start) of the first ``top_k`` greedy-NMS survivors, best first: a (k, 2) int array.
+def _greedy_nms(windows: _Windows, top_k: int, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, starts, scores) of the first ``top_k`` greedy-NMS survivors, best first.
 
     Greedy NMS visits the candidates by descending score, ties in candidate order (shorter length first,
     then earlier start: row-major order), and keeps one unless it overlaps a kept one by IoU > ``threshold``
@@ -361,7 +374,8 @@ def _greedy_nms(windows: _Windows, top_k: int, threshold: float) -> np.ndarray:
     """
     n, lengths = windows.n, windows.lengths
     threshold32 = np.float32(threshold)
-    if int(np.maximum(n - lengths + 1, 0).sum()) <= _SMALL_NMS:
+    rows, step = len(lengths), windows.step  # lengths S .. R S, all <= n: sum of (n - L + 1) candidates
+    if rows * (n + 1) - step * rows * (rows + 1) // 2 <= _SMALL_NMS:
         return _greedy_nms_small(windows, top_k, threshold32)
     block_max, block_arg = windows.block_maxima()
     rows, nb = block_max.shape
@@ -374,6 +388,7 @@ def _greedy_nms(windows: _Windows, top_k: int, threshold: float) -> np.ndarray:
     last_col = first_col + _BLOCK - 1
     suppression = _Suppression(lengths, n, float(threshold))
     kept: list[tuple[int, int]] = []
+    kept_score: list[float] = []
     kept_s = np.empty(top_k, np.float32)  # fractions of the survivors
     kept_e = np.empty(top_k, np.float32)
     visited_check = not threshold32 < 1  # IoU 1 does not exceed the threshold: skip survivors explicitly
@@ -407,6 +422,7 @@ def _greedy_nms(windows: _Windows, top_k: int, threshold: float) -> np.ndarray:
         end = start + int(lengths[row])
         kept_s[len(kept)], kept_e[len(kept)] = fraction[start], fraction[end]
         kept.append((row, start))
+        kept_score.append(bound[best])
         if len(kept) == top_k:
             break
         sure_lo, sure_hi, maybe_lo, maybe_hi = suppression.starts(start, end)
@@ -414,7 +430,8 @@ def _greedy_nms(windows: _Windows, top_k: int, threshold: float) -> np.ndarray:
         stale |= ((last_col >= maybe_lo) & (first_col <= maybe_hi)).ravel()
         stale[best] = True
         bound[dead] = _NO_SCORE
-    return np.asarray(kept, dtype=np.int64).reshape(-1, 2)
+    rows_starts = np.asarray(kept, dtype=np.int64).reshape(-1, 2)
+    return rows_starts[:, 0], rows_starts[:, 1], np.asarray(kept_score, dtype=np.float64)
 
 
 class _Suppression:
@@ -455,27 +472,41 @@ class _Suppression:
         return lo[0][:, None], sure_hi[:, None], lo[1][:, None], hi[1][:, None]
 
 
-def _greedy_nms_small(windows: _Windows, top_k: int, threshold: np.float32) -> np.ndarray:
-    """`_greedy_nms` for a few candidates: one pairwise IoU matrix, then a scan (same order, same IoU
-    rule)."""
-    n, lengths = windows.n, windows.lengths
-    row, start = np.nonzero(np.arange(n)[None, :] <= (n - lengths)[:, None])  # row-major: candidate order
+def _greedy_nms_small(
+    windows: _Windows, top_k: int, threshold: np.float32
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_greedy_nms` for a few candidates: sorted once, then each survivor removes what it overlaps."""
+    lengths = windows.lengths
+    row, start, overlaps = _small_geometry(windows.n, int(lengths[0]), len(lengths), float(threshold))
     score = windows.at(row, start)
-    order = np.lexsort((np.arange(len(score)), -score))
-    order = order[score[order] > _NO_SCORE]
-    row, start = row[order], start[order]
-    starts, ends = _fractions(start, n), _fractions(start + lengths[row], n)
-    overlaps = _iou32(starts[:, None], ends[:, None], starts[None, :], ends[None, :]) > threshold
-    suppressed = np.zeros(len(order), bool)
+    alive = score > _NO_SCORE
     kept: list[int] = []
-    for i in range(len(order)):
-        if suppressed[i]:
-            continue
-        kept.append(i)
-        if len(kept) == top_k:
-            break
-        suppressed |= overlaps[i]
-    return np.column_stack((row[kept], start[kept])).astype(np.int64).reshape(-1, 2)
+    for i in np.argsort(-score, kind="stable").tolist():  # ties keep candidate order
+        if alive[i]:
+            kept.append(i)
+            if len(kept) == top_k:
+                break
+            alive &= overlaps[i]
+    return row[kept], start[kept], score[kept]
+
+
+@functools.lru_cache(maxsize=64)
+def _small_geometry(
+    n: int, step: int, rows: int, threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidates of a small problem in candidate order (by length, then start) and which of them each
+    one leaves unsuppressed (IoU <= threshold, itself excluded): they depend on the curve's length only, so
+    grounding many queries of one video, or videos of one length, computes them once."""
+    lengths = step * np.arange(1, rows + 1)
+    counts = np.maximum(n - lengths + 1, 0)
+    row = np.repeat(np.arange(rows), counts)
+    start = np.arange(len(row)) - np.repeat(np.cumsum(counts) - counts, counts)
+    lo, hi = _fractions(start, n), _fractions(start + lengths[row], n)
+    keeps = _iou32(lo[:, None], hi[:, None], lo[None, :], hi[None, :]) <= np.float32(threshold)
+    np.fill_diagonal(keeps, False)
+    for array in (row, start, keeps):
+        array.flags.writeable = False
+    return row, start, keeps
 
 
 def _iou32(starts: np.ndarray, ends: np.ndarray, s: np.float32, e: np.float32) -> np.ndarray:
@@ -562,14 +593,12 @@ def localize(
         return _fallback(n)
 
     windows = _Windows(masked, mask, lengths, keep_full=not reference)
-    kept = _greedy_nms(windows, top_k, nms_threshold)
-    if kept.size == 0:
+    rows, static_index, static = _greedy_nms(windows, top_k, nms_threshold)
+    if static.size == 0:
         return _fallback(n)
 
-    static_index = kept[:, 1]
-    end_index = static_index + lengths[kept[:, 0]]
+    end_index = static_index + lengths[rows]
     start_index = dynamic_starts(rising_mask(masked, mask.astype(np.float64), step))[static_index]
-    static = windows.at(kept[:, 0], kept[:, 1])
     return Proposals(
         start=start_index / n,
         end=_fractions(end_index, n).astype(np.float64),
