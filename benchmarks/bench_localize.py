@@ -18,6 +18,10 @@ Shapes (`shape_curve`): "mixed", smoothed noise around the mask threshold with b
 noise 0.01); "two-bump"; "flat" (0.30 everywhere, noise 0.001); "noisy" (independent uniform 0.1-0.4 per
 frame); "stepped" (12 constant levels among 0.15, 0.22, 0.28, 0.35). A summary gives each size's worst ratio.
 
+Times are CPU seconds of this process by default (``--clock cpu``): on a machine shared with other jobs, wall
+time also counts the time spent waiting for a core, which inflates short calls far more than long ones.
+``--clock wall`` measures wall time. Both baselines use single-threaded code (torch is set to one thread).
+
 Usage: python benchmarks/bench_localize.py [--sizes 90 360 1800 10800] [--shapes bump flat] [--repeat 20]
 """
 
@@ -93,6 +97,7 @@ def main() -> None:
     parser.add_argument("--long-presets", nargs="+", default=["activitynet"], help="presets for T > 2000")
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=SHAPES)
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu")
     parser.add_argument(
         "--no-torch", action="store_true", help="skip the torch (official operations) baseline"
     )
@@ -102,8 +107,8 @@ def main() -> None:
 
         torch.set_num_threads(1)
     print(
-        f"# localize per curve (median); {platform.machine()}, python {platform.python_version()}, "
-        f"numpy {np.__version__}"
+        f"# localize per curve (median, {args.clock} time); {platform.machine()}, "
+        f"python {platform.python_version()}, numpy {np.__version__}"
     )
     print(
         f"{'T':>6} {'preset':<12} {'shape':<9} {'windows':>9} {'torch-ops':>11} {'numpy-loops':>12} "
@@ -113,7 +118,7 @@ def main() -> None:
     for n in args.sizes:
         for name in args.presets if n <= 2000 else args.long_presets:
             for shape in args.shapes:
-                ratios = run_one(n, name, shape, args.repeat, not args.no_torch)
+                ratios = run_one(n, name, shape, args.repeat, not args.no_torch, args.clock)
                 previous = worst.setdefault((n, name), [np.inf, np.inf])
                 worst[(n, name)] = [min(a, b) for a, b in zip(previous, ratios, strict=True)]
     print("\n# worst ratio over the shapes")
@@ -121,7 +126,7 @@ def main() -> None:
         print(f"{n:>6} {name:<12} vs torch-ops {vs_torch:>7.0f}x   vs numpy-loops {vs_numpy:>6.0f}x")
 
 
-def run_one(n: int, name: str, shape: str, repeat: int, with_torch: bool) -> tuple[float, float]:
+def run_one(n: int, name: str, shape: str, repeat: int, with_torch: bool, clock: str) -> tuple[float, float]:
     """Time one curve, print its row; returns (ratio vs torch-ops, ratio vs numpy-loops)."""
     stride, max_stride = PRESETS[name].windows(n)
     x = shape_curve(shape, n)
@@ -129,9 +134,11 @@ def run_one(n: int, name: str, shape: str, repeat: int, with_torch: bool) -> tup
     slow_repeat = max(1, min(repeat, int(2e5 // windows)))
     expected = official.generate_proposal(x, stride, max_stride)[:10]
     baseline = median_seconds(
-        lambda x=x, s=stride, m=max_stride: official.generate_proposal(x, s, m), slow_repeat
+        lambda x=x, s=stride, m=max_stride: official.generate_proposal(x, s, m), slow_repeat, clock
     )
-    ours = median_seconds(lambda x=x, s=stride, m=max_stride: localize(x, s, m, profile="reference"), repeat)
+    ours = median_seconds(
+        lambda x=x, s=stride, m=max_stride: localize(x, s, m, profile="reference"), repeat, clock
+    )
     got = localize(x, stride, max_stride, profile="reference")
     got_rows = list(
         zip(got.static_index.tolist(), got.end_index.tolist(), got.start_index.tolist(), strict=True)
@@ -143,6 +150,7 @@ def run_one(n: int, name: str, shape: str, repeat: int, with_torch: bool) -> tup
         torch_time = median_seconds(
             lambda x=x, s=stride, m=max_stride: official.generate_proposal_torch(x, s, m),
             max(1, min(5, slow_repeat)),
+            clock,
         )
         if same and torch_rows != got_rows:
             active = np.cumsum(np.concatenate(([0], x > 0.2)))
