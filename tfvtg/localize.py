@@ -479,14 +479,16 @@ def _greedy_nms_small(
     lengths = windows.lengths
     row, start, overlaps = _small_geometry(windows.n, int(lengths[0]), len(lengths), float(threshold))
     score = windows.at(row, start)
-    alive = score > _NO_SCORE
+    order = np.argsort(-score, kind="stable")  # ties keep candidate order
+    alive = score[order] > _NO_SCORE  # in that order
     kept: list[int] = []
-    for i in np.argsort(-score, kind="stable").tolist():  # ties keep candidate order
-        if alive[i]:
-            kept.append(i)
-            if len(kept) == top_k:
-                break
-            alive &= overlaps[i]
+    while len(kept) < top_k:
+        first = int(np.argmax(alive))
+        if not alive[first]:
+            break
+        i = int(order[first])
+        kept.append(i)
+        alive &= overlaps[i, order]
     return row[kept], start[kept], score[kept]
 
 
@@ -524,8 +526,10 @@ def _confidences(static: np.ndarray, profile: str) -> np.ndarray:
     """
     top = static[0]
     if profile == "reference":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return (static.astype(np.float32) / np.float32(top)).astype(np.float64)
+        if top == 0:  # every confidence is inf or NaN, as the official code's
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return (static.astype(np.float32) / np.float32(top)).astype(np.float64)
+        return (static.astype(np.float32) / np.float32(top)).astype(np.float64)
     scale = abs(top)
     if scale <= 1e-12:
         spread = top - static[-1]
@@ -598,7 +602,7 @@ def localize(
         return _fallback(n)
 
     end_index = static_index + lengths[rows]
-    start_index = dynamic_starts(rising_mask(masked, mask.astype(np.float64), step))[static_index]
+    start_index = dynamic_starts(rising_mask(masked, mask, step))[static_index]
     return Proposals(
         start=start_index / n,
         end=_fractions(end_index, n).astype(np.float64),
