@@ -223,11 +223,13 @@ def test_small_and_general_nms_paths_agree(monkeypatch):
         n = int(rng.integers(20, 60))  # at most ~240 candidates: the small path unless forced off
         curve = np.round(smooth_curve(rng, n), 2)  # rounding makes exact ties, which both must order alike
         small = localize(curve, 5, n // 2, top_k=8)
-        with monkeypatch.context() as patch:
-            patch.setattr(module, "_SMALL_NMS", 0)
-            general = localize(curve, 5, n // 2, top_k=8)
-        assert small.static_index.tolist() == general.static_index.tolist()
-        assert small.end_index.tolist() == general.end_index.tolist()
+        for scan in (module._SCAN_NMS, 0):  # the sorted scan without the cached table, and the blocks
+            with monkeypatch.context() as patch:
+                patch.setattr(module, "_SMALL_NMS", 0)
+                patch.setattr(module, "_SCAN_NMS", scan)
+                general = localize(curve, 5, n // 2, top_k=8)
+            assert small.static_index.tolist() == general.static_index.tolist()
+            assert small.end_index.tolist() == general.end_index.tolist()
 
 
 # ----------------------------------------------------------------- fast paths against the plain computation
@@ -310,8 +312,10 @@ def test_fast_paths_equal_the_straightforward_computation(shape, monkeypatch):
         threshold = float(rng.choice([0.3, 0.3, 0.5, 0.7, 0.0, 1.0, 1.5]))
         for profile in ("reference", "default"):
             expected = _straightforward(x, stride, max_stride, top_k, threshold, profile == "default")
-            for small in (module._SMALL_NMS, 0):  # the small path where it applies, and the block path
+            # Each path: the table-driven and the plain sorted scan where they apply, and the block search.
+            for small, scan in ((400, 8000), (0, 8000), (0, 0)):
                 monkeypatch.setattr(module, "_SMALL_NMS", small)
+                monkeypatch.setattr(module, "_SCAN_NMS", scan)
                 got = localize(x, stride, max_stride, top_k=top_k, nms_threshold=threshold, profile=profile)
                 if not expected:
                     assert got.fallback
@@ -319,7 +323,7 @@ def test_fast_paths_equal_the_straightforward_computation(shape, monkeypatch):
                 rows = list(
                     zip(got.static_index.tolist(), got.end_index.tolist(), got.static.tolist(), strict=True)
                 )
-                assert rows == expected, (shape, trial, profile, small)
+                assert rows == expected, (shape, trial, profile, small, scan)
 
 
 def test_suppressed_intervals_hold_every_suppressed_start():

@@ -42,7 +42,8 @@ __all__ = [
 PROFILES = ("default", "reference")
 RISING_THRESHOLD = 5e-4  # theta of the rising test (BLIP-2 cosine units)
 _NO_SCORE = -np.inf
-_SMALL_NMS = 400  # up to this many candidates, NMS uses a full IoU matrix
+_SMALL_NMS = 400  # up to this many candidates, NMS looks overlaps up in a cached table
+_SCAN_NMS = 8000  # up to this many, it sorts them all; beyond, it searches blocks of windows
 
 
 @dataclass(frozen=True)
@@ -375,8 +376,9 @@ def _greedy_nms(windows: _Windows, top_k: int, threshold: float) -> tuple[np.nda
     n, lengths = windows.n, windows.lengths
     threshold32 = np.float32(threshold)
     rows, step = len(lengths), windows.step  # lengths S .. R S, all <= n: sum of (n - L + 1) candidates
-    if rows * (n + 1) - step * rows * (rows + 1) // 2 <= _SMALL_NMS:
-        return _greedy_nms_small(windows, top_k, threshold32)
+    n_candidates = rows * (n + 1) - step * rows * (rows + 1) // 2
+    if n_candidates <= _SCAN_NMS:
+        return _greedy_nms_scan(windows, top_k, threshold32, n_candidates)
     block_max, block_arg = windows.block_maxima()
     rows, nb = block_max.shape
     bound = block_max.ravel()  # each block's best unsuppressed score (an upper bound while stale)
@@ -472,42 +474,54 @@ class _Suppression:
         return lo[0][:, None], sure_hi[:, None], lo[1][:, None], hi[1][:, None]
 
 
-def _greedy_nms_small(
-    windows: _Windows, top_k: int, threshold: np.float32
+def _greedy_nms_scan(
+    windows: _Windows, top_k: int, threshold: np.float32, n_candidates: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`_greedy_nms` for a few candidates: sorted once, then each survivor removes what it overlaps."""
+    """`_greedy_nms` for up to `_SCAN_NMS` candidates: all sorted once, then each survivor removes what it
+    suppresses. Up to `_SMALL_NMS` candidates, which overlaps which is looked up in a table cached for the
+    curve length (`_candidates`); beyond, each survivor's IoU with every candidate is computed."""
     lengths = windows.lengths
-    row, start, overlaps = _small_geometry(windows.n, int(lengths[0]), len(lengths), float(threshold))
+    small = n_candidates <= _SMALL_NMS
+    row, start, keeps = _candidates(windows.n, int(lengths[0]), len(lengths), float(threshold), small)
     score = windows.at(row, start)
     order = np.argsort(-score, kind="stable")  # ties keep candidate order
     alive = score[order] > _NO_SCORE  # in that order
+    if not small:
+        lo = _fractions(start[order], windows.n)
+        hi = _fractions(start[order] + lengths[row[order]], windows.n)
     kept: list[int] = []
     while len(kept) < top_k:
         first = int(np.argmax(alive))
         if not alive[first]:
             break
-        i = int(order[first])
-        kept.append(i)
-        alive &= overlaps[i, order]
+        kept.append(int(order[first]))
+        if small:
+            alive &= keeps[kept[-1], order]
+        else:
+            alive &= _iou32(lo, hi, lo[first], hi[first]) <= threshold
+            alive[first] = False  # visited, even if IoU 1 does not exceed the threshold
     return row[kept], start[kept], score[kept]
 
 
 @functools.lru_cache(maxsize=64)
-def _small_geometry(
-    n: int, step: int, rows: int, threshold: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The candidates of a small problem in candidate order (by length, then start) and which of them each
-    one leaves unsuppressed (IoU <= threshold, itself excluded): they depend on the curve's length only, so
-    grounding many queries of one video, or videos of one length, computes them once."""
+def _candidates(
+    n: int, step: int, rows: int, threshold: float, with_overlaps: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The windows of a curve of ``n`` frames in candidate order (by length, then start) as (rows, starts),
+    and, if asked, which of them each one leaves unsuppressed (IoU <= threshold, itself excluded). They
+    depend on the curve's length only, so grounding many queries of one video, or of videos of one length,
+    computes them once."""
     lengths = step * np.arange(1, rows + 1)
     counts = np.maximum(n - lengths + 1, 0)
     row = np.repeat(np.arange(rows), counts)
     start = np.arange(len(row)) - np.repeat(np.cumsum(counts) - counts, counts)
-    lo, hi = _fractions(start, n), _fractions(start + lengths[row], n)
-    keeps = _iou32(lo[:, None], hi[:, None], lo[None, :], hi[None, :]) <= np.float32(threshold)
-    np.fill_diagonal(keeps, False)
-    for array in (row, start, keeps):
-        array.flags.writeable = False
+    keeps = None
+    if with_overlaps:
+        lo, hi = _fractions(start, n), _fractions(start + lengths[row], n)
+        keeps = _iou32(lo[:, None], hi[:, None], lo[None, :], hi[None, :]) <= np.float32(threshold)
+        np.fill_diagonal(keeps, False)
+        keeps.flags.writeable = False
+    row.flags.writeable = start.flags.writeable = False
     return row, start, keeps
 
 
