@@ -1,8 +1,13 @@
 """Proposals for one similarity curve: TFVTG's dynamic start + static score, NMS and top-k.
 
-This is sections 3.1-3.4 of docs/TFVTG-METHOD.md, vectorised: the static score of every window of every
-allowed length comes from prefix sums in one pass, the "rising" test and the dynamic start are array
-operations, and NMS sorts and visits only as many candidates as it needs to find ``top_k`` survivors.
+This is sections 3.1-3.4 of docs/TFVTG-METHOD.md, vectorised: the static score of any window comes from
+prefix sums, the "rising" test and the dynamic start are array operations, and the greedy NMS finds its
+``top_k`` survivors without visiting every candidate. Up to 8,000 candidates it sorts them all once and lets
+each survivor remove what it suppresses (below 400, which window suppresses which is a table cached per curve
+length). Beyond, it never sorts: each block of 64 starts of a window length keeps its best score, a survivor
+suppresses one interval of starts per length (dropping whole blocks at once), and only the blocks at the
+intervals' edges are scored again, when they could still win. The cost then grows with the windows' count
+only through the one pass that scores them, whatever the curve's shape (one bump, many, flat, noise, steps).
 
 Everything works in frame units on a (T,) curve. A window is the frames ``[i, i + L)``; its proposal is
 ``[d(i), i + L)`` where ``d(i) <= i`` is the dynamic start (the start pulled back over the rising run that
