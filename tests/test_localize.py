@@ -342,7 +342,7 @@ def test_suppressed_intervals_hold_every_suppressed_start():
                 s = int(rng.integers(0, n - length + 1))
                 iou = _iou32(lo, hi, _fractions(np.array(s), n), _fractions(np.array(s + length), n))
                 hit = (iou > np.float32(threshold)) & valid
-                sure_lo, sure_hi, maybe_lo, maybe_hi = suppression.starts(s, s + length)
-                sure = (starts >= sure_lo) & (starts <= sure_hi) & valid
-                maybe = (starts >= maybe_lo) & (starts <= maybe_hi)
+                lo_, hi_ = suppression.starts(s, s + length)
+                sure = (starts >= lo_[0][:, None]) & (starts <= hi_[0][:, None]) & valid
+                maybe = (starts >= lo_[1][:, None]) & (starts <= hi_[1][:, None])
                 assert not (sure & ~hit).any() and not (hit & ~maybe).any(), (n, threshold, s, length)

@@ -49,6 +49,7 @@ RISING_THRESHOLD = 5e-4  # theta of the rising test (BLIP-2 cosine units)
 _NO_SCORE = -np.inf
 _SMALL_NMS = 400  # up to this many candidates, NMS looks overlaps up in a cached table
 _SCAN_NMS = 8000  # up to this many, it sorts them all; beyond, it searches blocks of windows
+_REDO = 12  # stale blocks scored again at a time
 
 
 @dataclass(frozen=True)
@@ -390,29 +391,28 @@ def _greedy_nms(windows: _Windows, top_k: int, threshold: float) -> tuple[np.nda
     where = block_arg.ravel()  # and its offset in the block
     stale = np.zeros(bound.size, bool)  # a survivor may suppress some of the block's candidates
     offsets = np.arange(_BLOCK)
-    fraction = _fractions(np.arange(nb * _BLOCK + int(lengths[-1])), n)  # of every start and end frame
-    first_col = (np.arange(nb) * _BLOCK)[None, :]
-    last_col = first_col + _BLOCK - 1
-    suppression = _Suppression(lengths, n, float(threshold))
+    fraction, suppression = _block_geometry(n, int(lengths[0]), len(lengths), float(threshold), nb)
     kept: list[tuple[int, int]] = []
     kept_score: list[float] = []
-    kept_s = np.empty(top_k, np.float32)  # fractions of the survivors
-    kept_e = np.empty(top_k, np.float32)
+    kept_s = np.empty((top_k, 1, 1), np.float32)  # fractions of the survivors, on a first axis
+    kept_e = np.empty((top_k, 1, 1), np.float32)
     visited_check = not threshold32 < 1  # IoU 1 does not exceed the threshold: skip survivors explicitly
     while len(kept) < top_k:
         best = int(np.argmax(bound))
         if bound[best] == _NO_SCORE:
             break
         if stale[best]:
-            # Recompute every stale block whose bound could beat or tie the best exact one, then look again.
+            # Score again the stale blocks whose bound could beat or tie the best exact one, then look again.
             floor = np.where(stale, _NO_SCORE, bound).max()
             redo = np.flatnonzero(stale & (bound >= floor))
+            if len(redo) > _REDO:  # the highest bounds first: the winner is usually among them
+                redo = redo[np.argpartition(-bound[redo], _REDO)[:_REDO]]
             t_row = redo // nb
             starts = (redo % nb * _BLOCK)[:, None] + offsets
             ends = starts + lengths[t_row][:, None]
             k = len(kept)
             # Survivors on the first axis: the inner loops run over the blocks' contiguous starts.
-            iou = _iou32(fraction[starts], fraction[ends], kept_s[:k, None, None], kept_e[:k, None, None])
+            iou = _iou32(fraction[starts], fraction[ends], kept_s[:k], kept_e[:k])
             suppressed = (iou > threshold32).any(axis=0)
             if visited_check:
                 for kept_row, kept_start in kept:
@@ -432,13 +432,24 @@ def _greedy_nms(windows: _Windows, top_k: int, threshold: float) -> tuple[np.nda
         kept_score.append(bound[best])
         if len(kept) == top_k:
             break
-        sure_lo, sure_hi, maybe_lo, maybe_hi = suppression.starts(start, end)
-        dead = ((first_col >= sure_lo) & (last_col <= sure_hi)).ravel()
-        stale |= ((last_col >= maybe_lo) & (first_col <= maybe_hi)).ravel()
+        dead, touched = suppression.blocks(start, end)
+        stale |= touched
         stale[best] = True
         bound[dead] = _NO_SCORE
     rows_starts = np.asarray(kept, dtype=np.int64).reshape(-1, 2)
     return rows_starts[:, 0], rows_starts[:, 1], np.asarray(kept_score, dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=16)
+def _block_geometry(
+    n: int, step: int, rows: int, threshold: float, n_blocks: int
+) -> tuple[np.ndarray, _Suppression]:
+    """The fraction of every start and end frame, and the `_Suppression` of a curve length: computed once
+    for the descriptions of a video, or videos of one length."""
+    lengths = step * np.arange(1, rows + 1)
+    fraction = _fractions(np.arange(n_blocks * _BLOCK + int(lengths[-1])), n)
+    fraction.flags.writeable = False
+    return fraction, _Suppression(lengths, n, threshold, n_blocks)
 
 
 class _Suppression:
@@ -452,7 +463,7 @@ class _Suppression:
     does not depend on the kept window is computed once.
     """
 
-    def __init__(self, lengths: np.ndarray, n: int, threshold: float) -> None:
+    def __init__(self, lengths: np.ndarray, n: int, threshold: float, n_blocks: int = 0) -> None:
         length = lengths.astype(np.float64)
         delta = 1e-6 * n / length + 1e-6  # 2.5x the float32 error bound
         c = threshold + np.stack((delta, -delta))  # (2, R): row 0 sure (c + delta), row 1 possible (c - d.)
@@ -463,11 +474,16 @@ class _Suppression:
         self.every = c < 0  # every window has IoU >= 0 > c
         self.any_every = bool(self.every.any())
         self.last = n - lengths
+        # `blocks`: a block is dead when its starts b .. b + B - 1 lie in the sure interval [lo, hi], and
+        # touched when they meet the possible one: b in [lo, hi - B + 1] and b in [lo - B + 1, hi] resp.
+        self.first = (np.arange(n_blocks) * _BLOCK).reshape(1, 1, -1)
+        self.shift = np.array([[0.0], [1.0 - _BLOCK]])  # of lo
+        self.hi_shift = np.array([[1.0 - _BLOCK], [0.0]])  # of hi
 
-    def starts(self, s: int, e: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(sure_lo, sure_hi, maybe_lo, maybe_hi): (R, 1) inclusive float bounds (lo > hi: empty). A sure
-        interval that reaches a row's last start extends past it, so that blocks ending in invalid starts
-        count as suppressed."""
+    def starts(self, s: int, e: int) -> tuple[np.ndarray, np.ndarray]:
+        """(lo, hi): (2, R) inclusive float bounds (lo > hi: empty), row 0 the sure interval, row 1 the
+        possible one. A sure interval that reaches a row's last start extends past it, so that blocks
+        ending in invalid starts count as suppressed."""
         lo = np.floor(self.b * s + self.a * e - self.b_len) + 1
         hi = np.ceil(self.b * e + self.a * s - self.a_len) - 1
         k = e - s
@@ -475,8 +491,15 @@ class _Suppression:
         if self.any_every:
             lo[self.every] = -np.inf
             hi[self.every] = np.inf
-        sure_hi = np.where(hi[0] >= self.last, np.inf, hi[0])
-        return lo[0][:, None], sure_hi[:, None], lo[1][:, None], hi[1][:, None]
+        hi[0, hi[0] >= self.last] = np.inf
+        return lo, hi
+
+    def blocks(self, s: int, e: int) -> tuple[np.ndarray, np.ndarray]:
+        """(dead, touched): flat boolean masks over the (R, n_blocks) blocks of starts."""
+        lo, hi = self.starts(s, e)
+        lo, hi = (lo + self.shift)[..., None], (hi + self.hi_shift)[..., None]
+        inside = (self.first >= lo) & (self.first <= hi)
+        return inside[0].ravel(), inside[1].ravel()
 
 
 def _greedy_nms_scan(
