@@ -30,6 +30,8 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -118,7 +120,8 @@ def main() -> None:
     for n in args.sizes:
         for name in args.presets if n <= 2000 else args.long_presets:
             for shape in args.shapes:
-                ratios = run_one(n, name, shape, args.repeat, not args.no_torch, args.clock)
+                clock = time.process_time if args.clock == "cpu" else time.perf_counter
+                ratios = run_one(n, name, shape, args.repeat, not args.no_torch, clock)
                 previous = worst.setdefault((n, name), [np.inf, np.inf])
                 worst[(n, name)] = [min(a, b) for a, b in zip(previous, ratios, strict=True)]
     print("\n# worst ratio over the shapes")
@@ -126,7 +129,9 @@ def main() -> None:
         print(f"{n:>6} {name:<12} vs torch-ops {vs_torch:>7.0f}x   vs numpy-loops {vs_numpy:>6.0f}x")
 
 
-def run_one(n: int, name: str, shape: str, repeat: int, with_torch: bool, clock: str) -> tuple[float, float]:
+def run_one(
+    n: int, name: str, shape: str, repeat: int, with_torch: bool, clock: Callable[[], float]
+) -> tuple[float, float]:
     """Time one curve, print its row; returns (ratio vs torch-ops, ratio vs numpy-loops)."""
     stride, max_stride = PRESETS[name].windows(n)
     x = shape_curve(shape, n)
