@@ -126,7 +126,8 @@ def main() -> None:
                 worst[(n, name)] = [min(a, b) for a, b in zip(previous, ratios, strict=True)]
     print("\n# worst ratio over the shapes")
     for (n, name), (vs_torch, vs_numpy) in worst.items():
-        print(f"{n:>6} {name:<12} vs torch-ops {vs_torch:>7.0f}x   vs numpy-loops {vs_numpy:>6.0f}x")
+        torch_text = f"{vs_torch:>7.0f}x" if np.isfinite(vs_torch) else f"{'-':>8}"
+        print(f"{n:>6} {name:<12} vs torch-ops {torch_text}   vs numpy-loops {vs_numpy:>6.0f}x")
 
 
 def run_one(
