@@ -398,7 +398,7 @@ def _greedy_nms(windows: _Windows, top_k: int, threshold: float) -> tuple[np.nda
     kept_e = np.empty((top_k, 1, 1), np.float32)
     visited_check = not threshold32 < 1  # IoU 1 does not exceed the threshold: skip survivors explicitly
     while len(kept) < top_k:
-        best = int(np.argmax(bound))
+        best = int(bound.argmax())
         if bound[best] == _NO_SCORE:
             break
         if stale[best]:
@@ -512,14 +512,14 @@ def _greedy_nms_scan(
     small = n_candidates <= _SMALL_NMS
     row, start, keeps = _candidates(windows.n, int(lengths[0]), len(lengths), float(threshold), small)
     score = windows.at(row, start)
-    order = np.argsort(-score, kind="stable")  # ties keep candidate order
+    order = (-score).argsort(kind="stable")  # ties keep candidate order
     alive = score[order] > _NO_SCORE  # in that order
     if not small:
         lo = _fractions(start[order], windows.n)
         hi = _fractions(start[order] + lengths[row[order]], windows.n)
     kept: list[int] = []
     while len(kept) < top_k:
-        first = int(np.argmax(alive))
+        first = int(alive.argmax())
         if not alive[first]:
             break
         kept.append(int(order[first]))
