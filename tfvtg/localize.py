@@ -265,10 +265,10 @@ class _Windows:
         # Prefix sums padded past the end so that row j, column i reads prefix[i + L_j] with a strided view.
         size = 2 * n + 2 + int(lengths[-1]) + _BLOCK
         self.csum = np.zeros(size)
-        np.cumsum(masked, out=self.csum[1 : n + 1])
+        masked.cumsum(out=self.csum[1 : n + 1])
         self.csum[n + 1 :] = self.csum[n]
         self.ccnt = np.zeros(size)
-        np.cumsum(mask, out=self.ccnt[1 : n + 1])
+        mask.cumsum(out=self.ccnt[1 : n + 1])
         self.ccnt[n + 1 :] = self.ccnt[n]
         self.total = self.csum[n]
         # Active frames outside [i, i + L) = active + ccnt[i] - ccnt[i + L]: exact small integers in float64.
