@@ -182,7 +182,8 @@ def test_ground_json_from_a_queries_file(runs, tiny_blip2_dir, tiny_encoder, tin
 
 
 def test_extract_in_two_shards_then_evaluate(
-    runs, cli_env, tiny_blip2_dir, tiny_features, tiny_features_dir, shared_videos, annotation_file, capsys
+    runs, cli_env, tiny_blip2_dir, tiny_features, tiny_features_dir, shared_videos, annotation_file, capsys,
+    monkeypatch,
 ) -> None:
     shard0, shard1 = runs["shard0"], runs["shard1"]
     assert shard0.returncode == 0, shard0.stderr
@@ -202,14 +203,15 @@ def test_extract_in_two_shards_then_evaluate(
         written = VideoFeatures.load(out / f"{vid}.safetensors")
         np.testing.assert_array_equal(written.features, expected.features)
         np.testing.assert_array_equal(written.timestamps, expected.timestamps)
-    # Resuming skips everything (and never loads the model).
-    assert (
-        main(
-            ["extract", str(shared_videos), "--out", str(out), "--skip-existing", "--model", "no-such-model"]
-        )
-        == 0
-    )
+    # Resuming with the same settings skips everything, and with --fps given never loads the model.
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded for a complete resume")
+
+    monkeypatch.setattr("tfvtg.encoders.create_encoder", no_model)
+    resume = ["extract", str(shared_videos), "--out", str(out), "--skip-existing", "--fps", "3"]
+    assert main([*resume, "--model", str(tiny_blip2_dir)]) == 0
     assert "extracted 0, skipped 3, failed 0 of 3 videos" in capsys.readouterr().out
+    monkeypatch.undo()
 
     preds = runs["work"] / "preds.jsonl"
     proc = run_cli(

@@ -140,7 +140,7 @@ def test_extract_shared_clip(shared_videos, encoder):
 
 
 def test_dedup_reuses_features_of_repeated_frames(repeated_video, caplog):
-    caplog.set_level(logging.INFO, logger="tfvtg.features")
+    caplog.set_level(logging.INFO, logger="tfvtg.engines.local")
     plain_enc = MeanColorEncoder()
     plain = extract_features(repeated_video, plain_enc, fps=3.0, progress=False)
     enc = MeanColorEncoder()
