@@ -204,9 +204,10 @@ def extract_many(
     check_output_path(out, folder=True, what="output folder")
     summary = ExtractSummary(shard=shard, total=total)
     summary.paths = {job.vid: job.video for job in jobs}
-    todo = _resume(jobs, settings, runner, summary, say) if skip_existing else jobs
     try:
-        runner.run(todo, settings, summary, progress=progress, echo=say)
+        with runner:
+            todo = _resume(jobs, settings, runner, summary, say) if skip_existing else jobs
+            runner.run(todo, settings, summary, progress=progress, echo=say)
     finally:
         summary.seconds = time.perf_counter() - started
         summary.report = write_failure_report(out, summary, runner.name, settings)

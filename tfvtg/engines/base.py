@@ -183,6 +183,13 @@ class Engine(Protocol):
         """Extract ``jobs``; per video: write the file (`write_features`) or record why it failed."""
         ...
 
+    def __enter__(self) -> Engine:
+        ...
+
+    def __exit__(self, *exc: object) -> None:
+        """Release what the engine holds (the encoder; a Ray it started is shut down)."""
+        ...
+
 
 def expected_metadata(settings: ExtractSettings, config: EncoderConfig | None) -> dict[str, Any]:
     """The metadata fields these settings would write (without the encoder's ``config``: those known)."""

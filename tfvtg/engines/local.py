@@ -235,6 +235,12 @@ class LocalEngine:
     def encoder_config(self, settings: ExtractSettings) -> EncoderConfig:
         return self.encoder(settings).config
 
+    def __enter__(self) -> LocalEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._encoder = None
+
     def run(self, jobs: list[Job], settings: ExtractSettings, summary: ExtractSummary, *,
             progress: bool, echo: Callable[[str], None]) -> None:
         if not jobs:
