@@ -111,9 +111,11 @@ def _resume(jobs: list[Job], settings: ExtractSettings, engine: Engine, summary:
             candidates.append(job)
         else:
             stale(job, reason)
-    # The encoder's image size (and its default fps when none was given) are known once it is loaded: then
-    # the files that passed are checked against them too. The local engine loads it anyway when there is work.
-    if candidates and (settings.fps is None or (todo and engine.name == "local")):
+    # The encoder's image size (and its name when given as a callable, its default fps when no fps was given)
+    # are known once it is loaded: then the files that passed are checked against them too. The local engine
+    # loads it anyway when there is work.
+    unknown = settings.fps is None or "encoder" not in known
+    if candidates and (unknown or (todo and engine.name == "local")):
         full = expected_metadata(settings, engine.encoder_config(settings))
         for job in list(candidates):
             reason = check_complete(job.target, full, read_tensors=False)

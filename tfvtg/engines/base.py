@@ -255,8 +255,7 @@ def write_features(features: VideoFeatures, target: Path) -> None:
     bad = ~np.isfinite(features.features).reshape(len(features.features), -1).all(axis=1)
     if bad.any():
         raise ModelError(f"non-finite features for {features.video} in {int(bad.sum())} of {len(bad)} frames "
-                         f"(first at {features.timestamps[np.argmax(bad)]:.2f} s); nothing written. Try "
-                         f"--dtype float32")
+                         f"(first at {features.timestamps[np.argmax(bad)]:.2f} s); nothing written")
     try:
         features.save(target)
     except OSError as exc:
