@@ -133,7 +133,7 @@ def extract_many(
     videos: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
     *,
-    engine: str = "local",
+    engine: str | Engine = "local",
     model: ModelSpec = DEFAULT_ENCODER,
     device: str = "auto",
     dtype: str | None = None,
@@ -158,7 +158,8 @@ def extract_many(
     Args:
         videos: Video files and folders (their video files; hidden and ``._name`` files skipped).
         out_dir: Folder of the ``<video id>.safetensors`` files (created if missing).
-        engine: ``"local"`` (one encoder in this process) or ``"ray"`` (Ray Data, the ``[ray]`` extra).
+        engine: ``"local"`` (one encoder in this process) or ``"ray"`` (Ray Data, the ``[ray]`` extra), or an
+            engine object (e.g. a `tfvtg.engines.ray.RayEngine` built with its options).
         model: Encoder name, Hub id or directory, or a picklable callable returning an `Encoder`.
         device: Torch device of the encoder(s); ``"auto"`` picks cuda, then mps, then cpu.
         dtype: Compute dtype; None: `tfvtg.device.resolve_dtype`'s choice for the device.
@@ -196,8 +197,11 @@ def extract_many(
     say = echo if echo is not None else (lambda line: logger.debug("%s", line))
     settings = ExtractSettings(model=model, device=device, dtype=dtype, batch_size=batch_size, fps=fps,
                                sampling=sampling, dedup_threshold=dedup_threshold, strict=strict)
-    runner = make_engine(engine, address=address, workers=workers, gpus_per_worker=gpus_per_worker,
-                         decode_cpus=decode_cpus, chunk_frames=chunk_frames)
+    if isinstance(engine, str):
+        runner = make_engine(engine, address=address, workers=workers, gpus_per_worker=gpus_per_worker,
+                             decode_cpus=decode_cpus, chunk_frames=chunk_frames)
+    else:
+        runner = engine
     found = find_videos(list(videos), recursive=recursive)
     for note in found.notes():
         logger.warning("%s", note)

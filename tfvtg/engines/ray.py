@@ -26,7 +26,6 @@ import contextlib
 import json
 import logging
 import os
-import secrets
 import shutil
 import sys
 import tempfile
@@ -49,6 +48,9 @@ logger = logging.getLogger("tfvtg.engines.ray")
 
 # Kept frames per decoded chunk: 64 x 364 x 364 x 3 bytes = 25 MB for BLIP-2 coco.
 DEFAULT_CHUNK_FRAMES = 64
+# Memory a decode task asks for: a worker process with PyAV and numpy (measured ~380 MB, torch not loaded
+# there), plus its frame buffers.
+_DECODE_BASE_BYTES = 400 * 2**20
 # Retries of the config probe task if its worker dies.
 _PROBE_RETRIES = 3
 
@@ -207,11 +209,9 @@ class RayEngine:
                 ray.shutdown()  # disconnects this driver; the cluster stays up
             return
         root = tempfile.mkdtemp(prefix="tfvtg-ray-")
-        # Ray's files go under the run's folder; its token auth gets a token for this run only (otherwise it
-        # saves one in ~/.ray).
+        # Ray's session files and logs go under the run's folder (only its user-wide auth token stays in
+        # ~/.ray: a token changed within one process is not picked up by Ray's cached loader).
         env = {"RAY_TMPDIR": root}
-        if not (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")):
-            env["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
         previous = {key: os.environ.get(key) for key in env}
         os.environ.update(env)
         try:
@@ -300,9 +300,9 @@ class RayEngine:
         # Decode and encode stay separate operators: the decode task's memory request (its frame buffers)
         # makes their resources differ, which keeps Ray from fusing decoding into the actor (which would then
         # decode one video at a time).
-        chunk_bytes = 4 * self.chunk_frames * size[0] * size[1] * 3
+        decode_bytes = _DECODE_BASE_BYTES + 4 * self.chunk_frames * size[0] * size[1] * 3
         dataset = dataset.map_batches(_decode_video, fn_kwargs={"spec": spec}, batch_size=1,
-                                      num_cpus=self.decode_cpus, memory=chunk_bytes)
+                                      num_cpus=self.decode_cpus, memory=decode_bytes)
         dataset = dataset.map_batches(_EncodeActor, fn_constructor_kwargs={"settings": settings},
                                       batch_size=settings.batch_size, num_cpus=1, num_gpus=gpus,
                                       compute=ray.data.ActorPoolStrategy(size=workers))
