@@ -48,9 +48,9 @@ logger = logging.getLogger("tfvtg.engines.ray")
 
 # Kept frames per decoded chunk: 64 x 364 x 364 x 3 bytes = 25 MB for BLIP-2 coco.
 DEFAULT_CHUNK_FRAMES = 64
-# Memory a decode task asks for: a worker process with PyAV and numpy (measured ~380 MB, torch not loaded
-# there), plus its frame buffers.
-_DECODE_BASE_BYTES = 400 * 2**20
+# Memory a decode task asks for: a worker process with PyAV and numpy (measured up to ~380 MB; Ray asks for
+# 25 % headroom), plus its frame buffers.
+_DECODE_BASE_BYTES = 512 * 2**20
 # Retries of the config probe task if its worker dies.
 _PROBE_RETRIES = 3
 
