@@ -309,7 +309,8 @@ def extract(videos: tuple[Path, ...], out_dir: Path, shard: str | None, skip_exi
         gpus_per_worker=gpus_per_worker, decode_cpus=decode_cpus)
     click.echo(str(summary))
     if summary.failed:
-        click.echo(f"failures listed in {summary.report}")
+        if summary.report is not None:
+            click.echo(f"failures listed in {summary.report}")
         raise VideoError(f"{len(summary.failed)} of {summary.videos} videos failed: " + "; ".join(
             f"{summary.paths[vid].name} ({reason})" for vid, reason in summary.failed.items()))
 

@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -143,6 +143,18 @@ def _probe_config(settings: ExtractSettings) -> _Config:
     c = settings.create_encoder().config
     size = (int(c.image_size[0]), int(c.image_size[1]))
     return c.name, size, c.default_fps, c.num_query_tokens, c.embed_dim
+
+
+def _tfvtg_error(exc: BaseException) -> BaseException:
+    """The `TfvtgError` a Ray error wraps (an encoder's `ModelError` raised in an actor), else ``exc``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, TfvtgError):
+            return current
+        seen.add(id(current))
+        current = getattr(current, "cause", None) or current.__cause__ or current.__context__
+    return exc
 
 
 @dataclass
@@ -262,9 +274,16 @@ class RayEngine:
         self.close()
 
     def _encoder_config(self, ray: Any, settings: ExtractSettings) -> _Config:
-        if self._config is None:  # one model load in a worker: the driver needs only the config
-            probe = ray.remote(_probe_config).options(num_cpus=self.decode_cpus, max_retries=_PROBE_RETRIES)
-            self._config = ray.get(probe.remote(replace(settings, device="cpu", dtype=None)))
+        if self._config is None:
+            # One model load where an encoder actor would run (the driver needs only the config); the worker
+            # exits after it (max_calls=1), so it holds no GPU memory while the actors load.
+            gpus, _ = self._resources(ray)
+            probe = ray.remote(_probe_config).options(num_cpus=1, num_gpus=gpus, max_calls=1,
+                                                      max_retries=_PROBE_RETRIES)
+            try:
+                self._config = ray.get(probe.remote(settings))
+            except Exception as exc:
+                raise _tfvtg_error(exc) from None
         return self._config
 
     def encoder_config(self, settings: ExtractSettings) -> EncoderConfig:
@@ -293,7 +312,9 @@ class RayEngine:
         fps = check_fps(default_fps if settings.fps is None else settings.fps)
         spec = _DecodeSpec(settings, fps, size, self.chunk_frames)
         context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False
+        saved = {"enable_progress_bars": context.enable_progress_bars,
+                 "print_on_execution_start": context.print_on_execution_start}
+        context.enable_progress_bars = False  # the driver shows one bar of videos instead
         context.print_on_execution_start = False
         items = [{"video": i, "path": os.fspath(job.video)} for i, job in enumerate(jobs)]
         dataset = ray.data.from_items(items, override_num_blocks=len(items))
@@ -333,9 +354,13 @@ class RayEngine:
                     done.add(index)
                     del partial[index]
                     bar.update(1)
+        except Exception as exc:
+            raise _tfvtg_error(exc) from None
         finally:
             bar.close()
             self.last_pids = (decode_pids, encode_pids)
+            for key, value in saved.items():
+                setattr(context, key, value)
         lost = [jobs[i] for i in range(len(jobs)) if i not in done]
         for job in lost:  # cannot happen unless Ray dropped rows; never report such a video as done
             summary.failed[job.vid] = "lost by the Ray pipeline (no result came back); run again to redo it"
