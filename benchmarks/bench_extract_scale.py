@@ -32,7 +32,6 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_decode import PeakRSS  # noqa: E402
 from clips import make_clip  # noqa: E402
 
 from tfvtg.cache import cache_root  # noqa: E402
@@ -48,20 +48,15 @@ from tfvtg.cache import cache_root  # noqa: E402
 SAMPLE_FPS = 3.0
 
 
-class TreeMemory:
-    """Peak summed RSS (bytes) of this process and its descendants, sampled in a thread."""
+class TreeMemory(PeakRSS):
+    """Peak summed RSS (bytes) of this process and its descendants (Ray's processes), and the start's."""
 
-    def __init__(self, interval: float = 0.05) -> None:
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+    def __init__(self) -> None:
+        super().__init__(interval=0.05)
 
-    @staticmethod
-    def total() -> int:
+    def _rss(self) -> int:
         children: dict[int, list[int]] = {}
         rss: dict[int, int] = {}
-        page = os.sysconf("SC_PAGE_SIZE")
         for entry in os.scandir("/proc"):
             if not entry.name.isdigit():
                 continue
@@ -69,7 +64,7 @@ class TreeMemory:
                 with open(f"/proc/{entry.name}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
                 children.setdefault(int(fields[1]), []).append(int(entry.name))
-                rss[int(entry.name)] = int(fields[21]) * page
+                rss[int(entry.name)] = int(fields[21]) * self._page
             except (OSError, IndexError, ValueError):
                 continue
         total, todo = 0, [os.getpid()]
@@ -79,20 +74,10 @@ class TreeMemory:
             todo.extend(children.get(pid, []))
         return total
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.total())
-            time.sleep(self.interval)
-
     def __enter__(self) -> TreeMemory:
-        self.base = self.total()
-        self._thread.start()
+        self.base = self._rss()
+        super().__enter__()
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.total())
 
     @property
     def above_base_mib(self) -> float:

@@ -185,3 +185,24 @@ def test_engine_ray_without_ray_is_one_error_line(cup_video, tmp_path, capsys, m
     monkeypatch.setitem(sys.modules, "ray", None)
     assert main(["extract", str(cup_video), "--out", str(tmp_path), "--engine", "ray"]) == 1
     assert capsys.readouterr().err == 'error: --engine ray needs Ray Data: pip install -e ".[ray]"\n'
+
+
+def test_an_encoder_error_raised_in_an_actor_reaches_the_user_as_itself():
+    from tfvtg.engines.ray import _tfvtg_error
+    from tfvtg.errors import ModelError
+
+    class RayWrapper(Exception):  # Ray's task errors carry the user's exception as .cause
+        def __init__(self, cause):
+            super().__init__("task failed")
+            self.cause = cause
+
+    error = ModelError("encoder 'x' returned shape (3,) for 4 frames")
+    try:
+        try:
+            raise RayWrapper(error)
+        except RayWrapper as wrapped:
+            raise RuntimeError("dataset failed") from wrapped
+    except RuntimeError as outer:
+        assert _tfvtg_error(outer) is error
+    plain = RuntimeError("a bug")
+    assert _tfvtg_error(plain) is plain

@@ -278,8 +278,8 @@ class RayEngine:
             # One model load where an encoder actor would run (the driver needs only the config); the worker
             # exits after it (max_calls=1), so it holds no GPU memory while the actors load.
             gpus, _ = self._resources(ray)
-            probe = ray.remote(_probe_config).options(num_cpus=1, num_gpus=gpus, max_calls=1,
-                                                      max_retries=_PROBE_RETRIES)
+            probe = ray.remote(max_calls=1)(_probe_config).options(num_cpus=1, num_gpus=gpus,
+                                                                   max_retries=_PROBE_RETRIES)
             try:
                 self._config = ray.get(probe.remote(settings))
             except Exception as exc:
