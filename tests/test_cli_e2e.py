@@ -365,7 +365,9 @@ def test_extract_goes_on_past_a_bad_video_and_fails_at_the_end(
     assert "wrote " in captured.out and "extracted 1, skipped 0, failed 1 of 2 videos" in captured.out
     assert captured.err.strip().splitlines()[-1].startswith("error: 1 of 2 videos failed: broken.mp4 (")
     assert "Traceback" not in captured.err
-    assert sorted(p.name for p in out.iterdir()) == ["cup.safetensors"]  # no partial file for the bad one
+    # No partial file for the bad one; the failure report beside the outputs names it.
+    assert sorted(p.name for p in out.iterdir()) == ["cup.safetensors", "extract_failures.json"]
+    assert f"failures listed in {out / 'extract_failures.json'}" in captured.out
 
 
 def test_ground_with_an_llm_prints_the_decomposition(

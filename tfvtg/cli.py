@@ -295,6 +295,7 @@ def extract(videos: tuple[Path, ...], out_dir: Path, shard: str | None, skip_exi
     """
     from tfvtg.engines import extract_many
 
+    check_output_path(out_dir, folder=True, what="--out")
     if engine == "local":
         ray_only = {"--address": address, "--workers": workers, "--gpus-per-worker": gpus_per_worker,
                     "--decode-cpus": decode_cpus}
