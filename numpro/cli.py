@@ -89,7 +89,16 @@ _mllm_options = option_group(
                       "frame's time."),
     click.option("--device", default="auto", show_default=True,
                  help="Local models: auto, cpu, cuda, cuda:N."),
-    click.option("--dtype", default=None, help="Local models: float32, float16 or bfloat16."),
+    click.option("--dtype", default=None,
+                 help="Local models: float32, float16 or bfloat16 [default: bfloat16 on CUDA from compute "
+                      "capability 8.0, float16 on older GPUs, else float32]."),
+    click.option("--max-pixels", type=click.IntRange(min=28 * 28), default=None,
+                 help="Local models: pixel budget per frame (fewer visual tokens) [default: the "
+                      "checkpoint's]."),
+    click.option("--attn-implementation", type=click.Choice(["sdpa", "eager", "flash_attention_2"]),
+                 default=None,
+                 help="Local models: attention kernels [default: transformers' choice]; flash_attention_2 "
+                      "needs flash-attn."),
     click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True,
                  help="Longest answer."),
     click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
@@ -106,7 +115,8 @@ def _make_grounder(options: dict[str, Any]) -> Any:
     mllm = create_mllm(options["mllm"], base_url=options["mllm_base_url"], detail=options["detail"],
                        max_frames=options["max_frames"], image_format=options["image_format"],
                        device=options["device"], dtype=options["dtype"],
-                       max_new_tokens=options["max_new_tokens"],
+                       max_new_tokens=options["max_new_tokens"], max_pixels=options["max_pixels"],
+                       attn_implementation=options["attn_implementation"],
                        timeout=options["timeout"], max_retries=options["max_retries"])
     return NumProGrounder(mllm, fps=options["fps"], size=options["size"], max_frames=options["max_frames"],
                           refine=options["refine"], refine_fps=options["refine_fps"],

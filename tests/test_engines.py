@@ -253,3 +253,28 @@ def test_a_bad_video_between_good_ones_with_prefetch(clips, tmp_path):
         alone = extract_features(clips / f"{vid}.mp4", MeanColorEncoder(), batch_size=4, progress=False)
         assert VideoFeatures.load(tmp_path / "out" / f"{vid}.safetensors").features.tobytes() == \
             alone.features.tobytes()
+
+
+def test_resume_checks_the_precision_a_file_records(clips, tmp_path):
+    from dataclasses import replace
+
+    def float32_encoder():
+        encoder = MeanColorEncoder()
+        encoder.config = replace(encoder.config, precision="float32")
+        return encoder
+
+    out = tmp_path / "out"
+    run([clips / "c.mp4"], out, model=float32_encoder, fps=3.0)
+    assert VideoFeatures.load(out / "c.safetensors").precision == "float32"
+    assert list(run([clips / "c.mp4"], out, model=float32_encoder, fps=3.0, skip_existing=True).skipped) \
+        == ["c"]
+    made_otherwise = VideoFeatures.load(out / "c.safetensors")
+    made_otherwise.precision = "bfloat16"
+    made_otherwise.save(out / "c.safetensors")
+    summary = run([clips / "c.mp4"], out, model=float32_encoder, fps=3.0, skip_existing=True)
+    assert summary.redone["c"] == "made with precision 'bfloat16', not 'float32'"
+    unrecorded = VideoFeatures.load(out / "c.safetensors")
+    unrecorded.precision = None  # a file from before tfvtg recorded precision is accepted
+    unrecorded.save(out / "c.safetensors")
+    assert list(run([clips / "c.mp4"], out, model=float32_encoder, fps=3.0, skip_existing=True).skipped) \
+        == ["c"]

@@ -45,7 +45,9 @@ _encoder_options = option_group(
     click.option("--device", default="auto", show_default=True,
                  help="auto (cuda, mps, cpu), cpu, cuda, cuda:N, mps."),
     click.option("--dtype", default=None,
-                 help="float32, float16 or bfloat16 [default: bf16 on CUDA, else fp32]."),
+                 help="Encoder precision: autocast-float16 (fp32 weights, fp16 autocast: the official "
+                      "numerics), float32, float16 or bfloat16 [default: autocast-float16 on CUDA, else "
+                      "float32]."),
     click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
                  help="Frames per encoder batch."),
     click.option("--fps", type=click.FloatRange(min=0, min_open=True, max=MAX_FPS), default=None,
@@ -341,7 +343,9 @@ def extract(videos: tuple[Path, ...], out_dir: Path, shard: str | None, skip_exi
 @click.option("--model", default=DEFAULT_ENCODER, show_default=True,
               help="Text encoder (the one that made the features).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N, mps.")
-@click.option("--dtype", default=None, help="float32, float16 or bfloat16.")
+@click.option("--dtype", default=None,
+              help="Text encoder precision: autocast-float16, float32, float16 or bfloat16 [default: "
+                   "autocast-float16 on CUDA, else float32].")
 def evaluate(dataset: str, annotations: Path, features_dir: Path, feature_format: str,
              llm_outputs: Path | None, profile: str, out_path: Path | None, limit: int | None,
              skip_missing: bool, top_k: int | None, as_json: bool, model: str, device: str,

@@ -209,6 +209,29 @@ def check_feature_files(
                          f"be used: {more}")
 
 
+def warn_unofficial_precision(paths: Sequence[str | os.PathLike[str]]) -> None:
+    """Warn (one line) when feature files were not made with the official numerics (headers only).
+
+    ``--profile reference`` reproduces the official code's decisions, and its numbers only from features made
+    as the official ones were (``autocast-float16``, `tfvtg.device.OFFICIAL_PRECISION`): other precisions move
+    similarities by ~1e-3, enough to change some top-1 spans. Files that record no precision count as other.
+    """
+    from tfvtg.device import OFFICIAL_PRECISION
+    from tfvtg.features import read_metadata
+
+    counts: dict[str, int] = {}
+    for path in paths:
+        made = read_metadata(path).get("precision") or "an unrecorded precision"
+        counts[made] = counts.get(made, 0) + 1
+    others = {made: n for made, n in counts.items() if made != OFFICIAL_PRECISION}
+    if others:
+        listed = ", ".join(f"{n} in {made}" for made, n in sorted(others.items()))
+        log.warning("profile reference: %d of %d feature files were not made with the official numerics "
+                    "(%s: float32 weights under fp16 autocast) but %s; the metrics can differ slightly from "
+                    "the official code's: re-extract them on a GPU with the default --dtype",
+                    sum(others.values()), len(paths), OFFICIAL_PRECISION, listed)
+
+
 def _safetensors_shape(path: Path, expected: _ModelShape) -> tuple[int, ...]:
     from tfvtg.features import read_metadata
     from tfvtg.grounder import check_feature_model
@@ -382,6 +405,8 @@ def evaluate(
 
     # Headers only, before the text encoder is loaded: a bad file is reported in milliseconds, not minutes.
     check_feature_files([paths[vid] for vid in by_video], feature_format, model=model, grounder=grounder)
+    if feature_format == "tfvtg" and (grounder.profile if grounder is not None else profile) == "reference":
+        warn_unofficial_precision([paths[vid] for vid in by_video])
     if grounder is None:
         grounder = Grounder(model, device=device, dtype=dtype, profile=profile,
                             preset=DATASET_PRESETS[dataset], llm="none", use_cache=False, progress=False)

@@ -25,6 +25,7 @@ import numpy as np
 
 import tfvtg
 from tfvtg.atomic import write_atomic
+from tfvtg.device import OFFICIAL_PRECISION
 from tfvtg.encoders import DEFAULT_ENCODER
 from tfvtg.encoders.base import Encoder
 from tfvtg.errors import InputError, one_line
@@ -73,6 +74,13 @@ class VideoFeatures:
         skipped_frames: Frames whose features were reused from the previous encoded frame (dedup).
         dedup_threshold: The dedup threshold they were made with (None: every frame encoded).
         version: tfvtg version that wrote them.
+        precision: How the encoder computed them (`tfvtg.device`, the encoder's ``config.precision``):
+            ``"autocast-float16"`` (float32 weights under fp16 autocast: the official TFVTG numerics, the CUDA
+            default, and what ``tfvtg-npy`` files are taken to be), ``"float32"`` (the CPU default),
+            ``"float16"`` or ``"bfloat16"`` (weights cast; asked for with ``--dtype``). None: not recorded
+            (files written before tfvtg recorded it, or an encoder that does not say). Stored as
+            ``precision`` in the file's metadata; features of different precisions differ slightly, so
+            ``--profile reference`` warns about any but ``autocast-float16``.
     """
 
     features: np.ndarray
@@ -86,6 +94,7 @@ class VideoFeatures:
     skipped_frames: int = 0
     dedup_threshold: float | None = None
     version: str = field(default=tfvtg.__version__)
+    precision: str | None = None
 
     def __post_init__(self) -> None:
         self.features = np.asarray(self.features)
@@ -104,6 +113,9 @@ class VideoFeatures:
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
         self.skipped_frames = int(self.skipped_frames)
         self.dedup_threshold = None if self.dedup_threshold is None else float(self.dedup_threshold)
+        if self.precision is not None and not isinstance(self.precision, str):
+            raise InputError(f"precision must be a name such as 'autocast-float16' or None, "
+                             f"got {self.precision!r}")
 
     def __len__(self) -> int:
         return len(self.features)
@@ -128,6 +140,7 @@ class VideoFeatures:
             "version": self.version,
             "dtype": str(self.features.dtype),
             "shape": list(self.features.shape),
+            "precision": self.precision,
         }
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -182,6 +195,7 @@ class VideoFeatures:
                 skipped_frames=meta.get("skipped_frames", 0),
                 dedup_threshold=meta.get("dedup_threshold"),
                 version=meta.get("version", "unknown"),
+                precision=meta.get("precision"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"cannot read feature file {path}: bad metadata ({exc})") from None
@@ -246,6 +260,7 @@ class VideoFeatures:
             image_size=_TFVTG_NPY_IMAGE_SIZE,
             sampling="tfvtg-npy",
             video=path.name.split(".")[0],
+            precision=OFFICIAL_PRECISION,
         )
 
 
@@ -512,19 +527,27 @@ class FeatureCache:
         fps: float,
         mode: str = "timestamp",
         dedup_threshold: float | None = None,
+        precision: str | None = None,
     ) -> VideoFeatures | None:
-        """Cached features, or None when absent or unreadable (logged as a warning)."""
-        return self._load(self.path_for(video, encoder_name, fps, mode, dedup_threshold), encoder_name, fps)
+        """Cached features, or None when absent or unreadable (logged as a warning) or made at another
+        ``precision`` (a file that does not record one matches any)."""
+        path = self.path_for(video, encoder_name, fps, mode, dedup_threshold)
+        return self._load(path, encoder_name, fps, precision)
 
     @staticmethod
-    def _load(path: Path, encoder_name: str, fps: float) -> VideoFeatures | None:
+    def _load(path: Path, encoder_name: str, fps: float, precision: str | None) -> VideoFeatures | None:
         if not path.is_file():
             return None
         try:
-            return VideoFeatures.load(path, encoder=encoder_name, fps=fps)
+            cached = VideoFeatures.load(path, encoder=encoder_name, fps=fps)
         except InputError as exc:
             logger.warning("ignoring damaged cache file (%s); extracting again", exc)
             return None
+        if None not in (precision, cached.precision) and cached.precision != precision:
+            logger.info("cached features of %s were made in %s, not %s; extracting again", cached.video,
+                        cached.precision, precision)
+            return None
+        return cached
 
     def get_or_extract(
         self,
@@ -546,7 +569,7 @@ class FeatureCache:
         # The key (path, size, mtime) is taken once, before the extraction: a file rewritten meanwhile must
         # not get the old content's features under its new key.
         target = self.path_for(video, name, fps, mode, dedup_threshold)
-        cached = self._load(target, name, fps)
+        cached = self._load(target, name, fps, getattr(encoder.config, "precision", None))
         if cached is not None:
             logger.debug("feature cache hit for %s", video)
             return cached

@@ -174,7 +174,8 @@ class Grounder:
         model: Encoder name (``"blip2-coco"``, the paper's weights; ``"blip2"``), a Hugging Face id, or a
             local directory saved with ``save_pretrained``. Loaded on first need.
         device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
-        dtype: Compute dtype (``None``: bfloat16 on CUDA, float32 elsewhere).
+        dtype: Encoder precision (`tfvtg.device.resolve_precision`; ``None``: autocast-float16 on CUDA,
+            float32 elsewhere).
         fps: Frame sampling rate (``None``: the encoder's default, 3 for BLIP-2).
         profile: ``"default"`` (the paper's method with the official code's bugs fixed) or ``"reference"``
             (the official code's decisions, its frame sampling and time mapping included).

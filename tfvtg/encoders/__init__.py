@@ -88,7 +88,8 @@ def create_encoder(
         name_or_path: ``"blip2-coco"`` (``Salesforce/blip2-itm-vit-g-coco``, 364 px, the paper's weights),
             ``"blip2"`` (``Salesforce/blip2-itm-vit-g``, 224 px), a Hub id, or a local directory.
         device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
-        dtype: Compute dtype; None/``"auto"`` = bfloat16 on CUDA and float32 elsewhere.
+        dtype: Precision (`tfvtg.device.resolve_precision`); None/``"auto"`` = ``autocast-float16`` (fp32
+            weights, fp16 autocast: the official numerics) on CUDA, ``float32`` elsewhere.
         batch_size: Frames per forward pass.
         cache_dir: Hugging Face cache directory (default: the library's).
         local_files_only: True never touches the network; None uses cached files when present, else downloads

@@ -34,6 +34,9 @@ class EncoderConfig:
             docs/TAG-METHOD.md).
         tag_temporal_coherence: Whether TAG clusters with its temporal-coherence k-means (BLIP-2) or plain
             k-means (CLIP-like features), as its per-encoder configurations do.
+        precision: How the image side computes, a `tfvtg.device.PRECISIONS` name (``autocast-float16``,
+            ``float32``, ``float16``, ``bfloat16``) from `tfvtg.device.resolve_precision`; feature files
+            record it. None: not known.
     """
 
     name: str
@@ -46,6 +49,7 @@ class EncoderConfig:
     mask_threshold: float = 0.2
     tag_mask_threshold: float = 0.2
     tag_temporal_coherence: bool = True
+    precision: str | None = None
 
 
 @runtime_checkable

@@ -203,6 +203,8 @@ def expected_metadata(settings: ExtractSettings, config: EncoderConfig | None) -
         expected["fps"] = float(fps)
     if config is not None:
         expected["image_size"] = [int(v) for v in config.image_size]
+        if getattr(config, "precision", None) is not None:
+            expected["precision"] = config.precision
     return expected
 
 
@@ -219,8 +221,8 @@ def check_complete(target: Path, expected: dict[str, Any], *, read_tensors: bool
 
     The file must read back whole (a tfvtg feature file, as long as its header says, finite values) and its
     metadata must match every field of ``expected`` (encoder, fps, image size, sampling mode, dedup threshold,
-    dtype, and any precision field both sides carry). A file from before the dedup field was stored counts as
-    made without dedup when it reused no frame.
+    dtype, and the precision when the file records one). A file from before the dedup field was stored
+    counts as made without dedup when it reused no frame.
     """
     from tfvtg.features import VideoFeatures, read_metadata
 
@@ -231,6 +233,8 @@ def check_complete(target: Path, expected: dict[str, Any], *, read_tensors: bool
     if "dedup_threshold" not in meta:
         meta["dedup_threshold"] = None if not meta.get("skipped_frames") else "unknown"
     for name, wanted in expected.items():
+        if name == "precision" and meta.get("precision") is None:
+            continue  # written before tfvtg recorded its precision: accepted
         if name not in meta:
             return f"made without {name} in its metadata"
         if _differs(name, meta[name], wanted):

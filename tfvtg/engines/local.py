@@ -206,6 +206,7 @@ def encode_videos(
                     video=os.fspath(videos[event.index]),
                     skipped_frames=skipped,
                     dedup_threshold=settings.dedup_threshold,
+                    precision=getattr(config, "precision", None),
                 )
                 state = None
             else:  # _Failed

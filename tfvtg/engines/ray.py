@@ -131,18 +131,20 @@ class _EncodeActor:
         features = np.zeros((len(frames), config.num_query_tokens, config.embed_dim), dtype=np.float16)
         if frames.any():
             features[frames] = encode_frames(self.encoder, batch["frame"][frames])
+        precision = getattr(config, "precision", None) or ""
         return {"video": batch["video"], "slot": batch["slot"], "features": features, "info": batch["info"],
+                "precision": np.array([precision] * len(frames), dtype=object),
                 "decode_pid": batch["pid"], "encode_pid": np.full(len(frames), os.getpid())}
 
 
-# What the driver needs of the encoder: (name, image size, default fps, Q, D).
-_Config = tuple[str, tuple[int, int], float, int, int]
+# What the driver needs of the encoder: (name, image size, default fps, Q, D, precision).
+_Config = tuple[str, tuple[int, int], float, int, int, "str | None"]
 
 
 def _probe_config(settings: ExtractSettings) -> _Config:
     c = settings.create_encoder().config
     size = (int(c.image_size[0]), int(c.image_size[1]))
-    return c.name, size, c.default_fps, c.num_query_tokens, c.embed_dim
+    return c.name, size, c.default_fps, c.num_query_tokens, c.embed_dim, getattr(c, "precision", None)
 
 
 def _tfvtg_error(exc: BaseException) -> BaseException:
@@ -161,6 +163,7 @@ def _tfvtg_error(exc: BaseException) -> BaseException:
 class _Partial:
     slots: dict[int, np.ndarray] = field(default_factory=dict)
     info: dict[str, Any] | None = None
+    precision: str | None = None  # as the actors that encoded the frames report it
 
 
 class RayEngine:
@@ -289,9 +292,9 @@ class RayEngine:
     def encoder_config(self, settings: ExtractSettings) -> EncoderConfig:
         from tfvtg.encoders.base import EncoderConfig
 
-        name, size, fps, q, d = self._encoder_config(self._ray(), settings)
+        name, size, fps, q, d, precision = self._encoder_config(self._ray(), settings)
         return EncoderConfig(name=name, image_size=size, mean=(0.0,) * 3, std=(1.0,) * 3, num_query_tokens=q,
-                             embed_dim=d, default_fps=fps)
+                             embed_dim=d, default_fps=fps, precision=precision)
 
     # -- run -------------------------------------------------------------------------------------------------
 
@@ -308,7 +311,7 @@ class RayEngine:
         from tfvtg.video import check_fps
 
         gpus, workers = self._resources(ray)
-        name, size, default_fps, _, _ = self._encoder_config(ray, settings)
+        name, size, default_fps, _, _, _ = self._encoder_config(ray, settings)
         fps = check_fps(default_fps if settings.fps is None else settings.fps)
         spec = _DecodeSpec(settings, fps, size, self.chunk_frames)
         context = ray.data.DataContext.get_current()
@@ -345,6 +348,7 @@ class RayEngine:
                     slot = int(batch["slot"][row])
                     if slot >= 0:
                         state.slots[slot] = batch["features"][row]
+                        state.precision = str(batch["precision"][row]) or None
                     else:
                         state.info = json.loads(str(batch["info"][row]))
                     result = self._complete(state, jobs[index], name, size, fps, settings)
@@ -387,4 +391,4 @@ class RayEngine:
                              duration=info["duration"], fps=fps, encoder=encoder, image_size=size,
                              sampling=settings.sampling, video=os.fspath(job.video),
                              skipped_frames=len(times) - info["kept"],
-                             dedup_threshold=settings.dedup_threshold)
+                             dedup_threshold=settings.dedup_threshold, precision=state.precision)
