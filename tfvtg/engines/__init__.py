@@ -116,11 +116,11 @@ def _resume(jobs: list[Job], settings: ExtractSettings, engine: Engine, summary:
             candidates.append(job)
         else:
             stale(job, reason)
-    # The encoder's image size (and its name when given as a callable, its default fps when no fps was given)
-    # are known once it is loaded: then the files that passed are checked against them too. The local engine
-    # loads it anyway when there is work.
+    # The encoder's image size and precision (and its name when given as a callable, its default fps when no
+    # fps was given) are known once it is loaded: then the files that passed are checked against them too.
+    # With work to do the engine loads it anyway (the Ray engine: once, for its config).
     unknown = settings.fps is None or "encoder" not in known
-    if candidates and (unknown or (todo and engine.name == "local")):
+    if candidates and (unknown or todo):
         full = expected_metadata(settings, engine.encoder_config(settings))
         for job in list(candidates):
             reason = check_complete(job.target, full, read_tensors=False)
