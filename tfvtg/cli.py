@@ -20,6 +20,7 @@ from tfvtg.engines import ENGINES
 from tfvtg.errors import InputError, VideoError
 from tfvtg.evaluate import FEATURE_FORMATS
 from tfvtg.localize import PRESETS, PROFILES
+from tfvtg.pipeline import GROUNDING_METHODS
 from tfvtg.video import SAMPLING_MODES, video_id
 
 if TYPE_CHECKING:
@@ -56,9 +57,15 @@ _encoder_options = option_group(
                  help="Reuse the last frame's features below this mean absolute pixel difference (0-255)."),
 )
 
+_method_option = click.option(
+    "--method", type=click.Choice(GROUNDING_METHODS), default="tfvtg", show_default=True,
+    help="tfvtg: TFVTG's windows; tag: TAG's scene clustering (no LLM needed; with LLM decompositions, "
+         "TFVTG's LLM flow around it).")
+
 _grounding_options = option_group(
     click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
                  help="Spans per query."),
+    _method_option,
     click.option("--profile", type=click.Choice(PROFILES), default="default",
                  show_default=True,
                  help="default: the paper's method, bugs fixed; reference: the official code's decisions."),
@@ -91,7 +98,8 @@ def _make_grounder(options: dict[str, Any]) -> Grounder:
             raise InputError(f"{exc}; pass --cache-dir DIR or --no-cache") from None
     return Grounder(
         options["model"], device=options["device"], dtype=options["dtype"], fps=options["fps"],
-        profile=options["profile"], preset=options["preset"], stride_seconds=options["stride_seconds"],
+        profile=options["profile"], method=options["method"], preset=options["preset"],
+        stride_seconds=options["stride_seconds"],
         max_length_seconds=options["max_length_seconds"], llm=options["llm"],
         llm_base_url=options["llm_base_url"], cache_dir=options["cache_dir"],
         use_cache=not options["no_cache"], batch_size=options["batch_size"],
@@ -194,7 +202,8 @@ def ground(video: Path, query: str | None, queries: tuple[str, ...], queries_fil
     encode_s = time.perf_counter() - start
     if not as_json:
         click.echo(f"video: {video.name} ({features.duration:.2f} s, {len(features.timestamps)} frames at "
-                   f"{features.fps:g} fps; model {grounder.model}, profile {grounder.profile})")
+                   f"{features.fps:g} fps; model {grounder.model}, method {grounder.method}, profile "
+                   f"{grounder.profile})")
     for index, text in enumerate(texts, start=1):
         result = grounder.ground_details(features, text, top_k=options["top_k"])
         first = index == 1  # the model load and the video's features are paid by the first query only
@@ -333,6 +342,7 @@ def extract(videos: tuple[Path, ...], out_dir: Path, shard: str | None, skip_exi
               help="TFVTG llm_outputs.json: run the full method with these decompositions (else VLM only).")
 @click.option("--profile", type=click.Choice(PROFILES), default="default", show_default=True,
               help="reference: the official code's decisions (reproduces its numbers on its features).")
+@_method_option
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the predictions here (JSON lines, QVHighlights style).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N queries.")
@@ -347,7 +357,7 @@ def extract(videos: tuple[Path, ...], out_dir: Path, shard: str | None, skip_exi
               help="Text encoder precision: autocast-float16, float32, float16 or bfloat16 [default: "
                    "autocast-float16 on CUDA, else float32].")
 def evaluate(dataset: str, annotations: Path, features_dir: Path, feature_format: str,
-             llm_outputs: Path | None, profile: str, out_path: Path | None, limit: int | None,
+             llm_outputs: Path | None, profile: str, method: str, out_path: Path | None, limit: int | None,
              skip_missing: bool, top_k: int | None, as_json: bool, model: str, device: str,
              dtype: str | None) -> None:
     """Ground every query of a benchmark split from feature files and print its metrics.
@@ -366,21 +376,23 @@ def evaluate(dataset: str, annotations: Path, features_dir: Path, feature_format
         if out_path.suffix.lower() in {".safetensors", ".npy"} and out_path.exists():
             raise InputError(f"--out {out_path} is a feature file; write the predictions to a .jsonl file")
     report = run_evaluation(dataset, annotations, features_dir, feature_format=feature_format,
-                            llm_outputs=llm_outputs, profile=profile, model=model, device=device, dtype=dtype,
+                            llm_outputs=llm_outputs, profile=profile, method=method, model=model,
+                            device=device, dtype=dtype,
                             limit=limit, skip_missing=skip_missing, top_k=top_k, progress=True)
     if out_path is not None:
         with writing(out_path, "--out"):
             write_jsonl(out_path, report.predictions)
     rate = report.n_queries / report.seconds if report.seconds > 0 else float("inf")
     summary = {"dataset": dataset, "queries": report.n_queries, "videos": report.n_videos,
-               "method": report.method, "profile": profile, "seconds": round(report.seconds, 2),
+               "method": report.method, "localizer": method, "profile": profile,
+               "seconds": round(report.seconds, 2),
                "skipped_queries": report.skipped_queries, "missing_videos": len(report.missing_videos)}
     if as_json:
         click.echo(json.dumps({**summary, "metrics": report.metrics}))
         return
     source = "LLM decompositions" if report.method == "full" else "no LLM outputs"
     click.echo(f"{dataset}: {report.n_queries} queries of {report.n_videos} videos, {report.method} "
-               f"({source}), profile {profile}")
+               f"({source}), profile {profile}, method {method}")
     if report.skipped_queries:
         click.echo(f"skipped {report.skipped_queries} queries of {len(report.missing_videos)} videos with no "
                    f"feature file (not in the metrics)")

@@ -321,6 +321,7 @@ def evaluate(
     feature_format: str = "tfvtg",
     llm_outputs: str | os.PathLike[str] | None = None,
     profile: str = "default",
+    method: str = "tfvtg",
     model: str = DEFAULT_ENCODER,
     device: str = "auto",
     dtype: str | None = None,
@@ -342,10 +343,12 @@ def evaluate(
         llm_outputs: TFVTG ``llm_outputs.json`` with the LLM's decompositions (the full method); ``None`` runs
             the VLM-only flow unless the annotation file itself carries ``response`` lists.
         profile: ``"default"`` or ``"reference"`` (the official code's decisions).
+        method: The localiser, ``"tfvtg"`` or ``"tag"`` (TAG; its reported setting is without LLM outputs).
         model: Encoder for the text side (must match the features' encoder).
         device: Torch device for the text encoder.
         dtype: Compute dtype of the text encoder.
-        grounder: Use this `Grounder` instead of building one (its profile and preset are used as they are).
+        grounder: Use this `Grounder` instead of building one (its profile, method and preset are used as they
+            are).
         limit: Evaluate only the first ``limit`` queries (in annotation order).
         skip_missing: Skip videos without a feature file (counted in the report) instead of failing.
         top_k: Windows per prediction (default 5; 7 for QVHighlights, as the official code writes).
@@ -385,7 +388,7 @@ def evaluate(
     if not queries:
         raise InputError(f"{Path(annotations).name}: no query to evaluate")
     with_llm = any(q.llm_answer is not None for q in queries)
-    method = "full" if with_llm else "vlm-only"
+    flow = "full" if with_llm else "vlm-only"
     top_k = top_k or (7 if dataset == "qvhighlights" else 5)
 
     by_video = _group_by_video(queries)
@@ -408,7 +411,7 @@ def evaluate(
     if feature_format == "tfvtg" and (grounder.profile if grounder is not None else profile) == "reference":
         warn_unofficial_precision([paths[vid] for vid in by_video])
     if grounder is None:
-        grounder = Grounder(model, device=device, dtype=dtype, profile=profile,
+        grounder = Grounder(model, device=device, dtype=dtype, profile=profile, method=method,
                             preset=DATASET_PRESETS[dataset], llm="none", use_cache=False, progress=False)
     decompositions = {q.qid: Decomposition.from_tfvtg(q.llm_answer, q.query) if with_llm else None
                       for video_queries in by_video.values() for q in video_queries}
@@ -435,6 +438,7 @@ def evaluate(
                     "pred_relevant_windows": [m.to_list() for m in result.moments],
                     "duration": query.duration,
                     "method": result.method,
+                    "localizer": grounder.method,
                 }
                 if with_llm:
                     record["relationship"] = decomposition.relation
@@ -458,8 +462,9 @@ def evaluate(
     return EvaluationReport(
         dataset=dataset, predictions=records, metrics=metrics, n_queries=len(records),
         n_videos=len(by_video), missing_videos=missing, skipped_queries=skipped,
-        seconds=time.perf_counter() - started, method=method,
-        meta={"profile": grounder.profile, "preset": grounder.preset, "model": grounder.model,
+        seconds=time.perf_counter() - started, method=flow,
+        meta={"profile": grounder.profile, "localizer": grounder.method, "preset": grounder.preset,
+              "model": grounder.model,
               "feature_format": feature_format, "top_k": top_k},
     )
 

@@ -12,7 +12,8 @@ Which flow runs:
   the single-query decomposition, as the official code does with an empty answer.
 * ``"vlm-only"`` (§5.1): no LLM configured; the query alone is localised, its ranked proposals are the answer.
 
-The flow is recorded in ``GroundingResult.meta["method"]``.
+The flow is recorded in ``GroundingResult.meta["method"]``; the localiser (``method=``: ``"tfvtg"`` or
+``"tag"``, TAG's LLM-free scenes) in ``meta["localizer"]``.
 """
 
 from __future__ import annotations
@@ -179,6 +180,9 @@ class Grounder:
         fps: Frame sampling rate (``None``: the encoder's default, 3 for BLIP-2).
         profile: ``"default"`` (the paper's method with the official code's bugs fixed) or ``"reference"``
             (the official code's decisions, its frame sampling and time mapping included).
+        method: The localiser: ``"tfvtg"`` (TFVTG's windows) or ``"tag"`` (TAG's scenes, docs/TAG-METHOD.md;
+            its mask threshold and clustering come from the encoder's config). Both run with or without an
+            LLM.
         preset: Proposal lengths: ``"charades"``, ``"activitynet"``, ``"qvhighlights"`` or ``"auto"``
             (by duration: charades up to 60 s, activitynet beyond).
         stride_seconds: Length quantum of the proposals in seconds; overrides the preset's.
@@ -208,6 +212,7 @@ class Grounder:
         dtype: str | None = None,
         fps: float | None = None,
         profile: str = "default",
+        method: str = "tfvtg",
         preset: str = "auto",
         stride_seconds: float | None = None,
         max_length_seconds: float | None = None,
@@ -220,6 +225,7 @@ class Grounder:
         progress: bool = True,
     ) -> None:
         from tfvtg.localize import resolve_preset
+        from tfvtg.pipeline import GROUNDING_METHODS
 
         self.model = os.fspath(model)
         if not self.model.strip():
@@ -228,9 +234,17 @@ class Grounder:
         self.dtype = dtype
         self.fps = None if fps is None else check_fps(fps)
         self.profile = _check_choice(profile, PROFILES, "profile")
+        self.method = _check_choice(method, GROUNDING_METHODS, "method")
         self.preset = "auto" if str(preset).strip().lower() == "auto" else resolve_preset(str(preset))
         self.stride_seconds = _positive_or_none(stride_seconds, "stride_seconds")
         self.max_length_seconds = _positive_or_none(max_length_seconds, "max_length_seconds")
+        if self.method == "tag" and self.preset != "auto":
+            from tfvtg.tag import tag_preset
+
+            tag_preset(self.preset)  # TAG has no qvhighlights configuration: say so now, not per query
+        if self.method == "tag" and (self.stride_seconds or self.max_length_seconds):
+            raise InputError("stride and max length in seconds set TFVTG's windows; TAG proposes spans "
+                             "between scene boundaries and takes neither")
         self.llm = llm
         self.llm_base_url = llm_base_url
         self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()
@@ -246,11 +260,13 @@ class Grounder:
         self._decompositions: dict[str, Decomposition] = {}
         self._decomposer: Decomposer | None = None
         self._warned_encoders: set[str] = set()
-        self._curves: tuple[np.ndarray | None, dict[str, np.ndarray]] = (None, {})  # see similarity_curves
+        # see similarity_curves: the video's features, its curves and its winning tokens (TAG) by text
+        self._curves: tuple[np.ndarray | None, dict[str, np.ndarray], dict[str, np.ndarray]] = (None, {}, {})
 
     def __repr__(self) -> str:
         state = "loaded" if self._encoder is not None else "not loaded"
-        return f"Grounder(model={self.model!r}, profile={self.profile!r}, preset={self.preset!r}, {state})"
+        return (f"Grounder(model={self.model!r}, method={self.method!r}, profile={self.profile!r}, "
+                f"preset={self.preset!r}, {state})")
 
     # ---------------------------------------------------------------- model and video
     @property
@@ -353,10 +369,10 @@ class Grounder:
         """
         texts = list(dict.fromkeys(texts))
         feats = video.features
-        memo_feats, memo = self._curves
+        memo_feats, memo, tokens = self._curves
         if memo_feats is not feats:
-            memo = {}
-            self._curves = (feats, memo)
+            memo, tokens = {}, {}
+            self._curves = (feats, memo, tokens)
         missing = [text for text in texts if text not in memo]
         if missing:
             text_feats = self.text_features(missing)
@@ -367,7 +383,22 @@ class Grounder:
             self._check_encoder_name(video)
             sims = np.asarray(self.encoder.similarity(feats, text_feats), dtype=np.float32)
             memo.update(zip(missing, sims, strict=True))
+            if self.method == "tag":  # TAG pools the raw feature of the token each frame's similarity is from
+                from tfvtg.encoders.base import winning_tokens
+
+                tokens.update(zip(missing, winning_tokens(feats, text_feats), strict=True))
         return {text: memo[text] for text in texts}
+
+    def winning_token_features(self, video: VideoFeatures, text: str) -> np.ndarray:
+        """(T, D) float32 raw feature of the token of each frame that is most similar to ``text`` (TAG's
+        input; the frame feature itself for one-token encoders)."""
+        memo_feats, _, memo = self._curves
+        tokens = memo.get(text) if memo_feats is video.features else None
+        if tokens is None:
+            from tfvtg.encoders.base import winning_tokens
+
+            tokens = winning_tokens(video.features, self.text_features([text]))[0]
+        return np.asarray(video.features[np.arange(len(tokens)), tokens], dtype=np.float32)
 
     def _check_encoder_name(self, video: VideoFeatures) -> None:
         """Refuse features of another model (`check_feature_model`); warn once per name if undecidable."""
@@ -459,17 +490,22 @@ class Grounder:
         start = time.perf_counter()
         duration = float(video.duration)
         preset = resolve_preset(self.preset, duration)
-        stride, max_stride = self._strides(video, preset)
-        mask_threshold = float(self.encoder.config.mask_threshold)
+        config = self.encoder.config
+        tag = self.method == "tag"
+        stride, max_stride = (None, None) if tag else self._strides(video, preset)
+        mask_threshold = float(config.tag_mask_threshold if tag else config.mask_threshold)
         timestamps = np.asarray(video.timestamps, dtype=np.float64)
         detailed = ground_with_scores_detailed(
             score_fn, duration, query, decomposition if method == "full" else None, profile=self.profile,
             preset=preset, timestamps=timestamps, stride=stride, max_stride=max_stride,
-            mask_threshold=mask_threshold, top_k=int(top_k),
+            mask_threshold=mask_threshold, top_k=int(top_k), method=self.method,
+            frame_features_fn=lambda text: self.winning_token_features(video, text),
+            temporal_coherence=bool(config.tag_temporal_coherence),
         )
         timings["ground_s"] = time.perf_counter() - start
         meta = {
             "method": method,
+            "localizer": self.method,
             "model": self.model,
             "encoder": getattr(video, "encoder", None),
             "profile": self.profile,

@@ -135,7 +135,8 @@ def plot_result(
     groups[result.query] = 0
     ordered = {result.query: result.curves[result.query]}
     ordered.update((t, c) for t, c in result.curves.items() if t != result.query)
-    title = f"{result.query}  ({result.meta.get('method', '')}, {result.meta.get('profile', '')})"
+    facts = (result.meta.get(key) for key in ("localizer", "method", "profile"))
+    title = f"{result.query}  ({', '.join(str(fact) for fact in facts if fact)})"
     return plot_curves(result.timestamps, ordered, result.moments, groups=groups, gt=gt,
                        mask_threshold=result.mask_threshold, duration=result.duration, title=title, ax=ax,
                        figsize=figsize)

@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Encoder", "EncoderConfig", "max_cosine_similarity"]
+__all__ = ["Encoder", "EncoderConfig", "max_cosine_similarity", "winning_tokens"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,18 @@ class Encoder(Protocol):
         ...
 
 
+def _token_cosines(video_features: np.ndarray, text_features: np.ndarray) -> np.ndarray:
+    """(M, T, Q) cosine of each text with each frame token (float32)."""
+    video = np.asarray(video_features, dtype=np.float32)
+    text = np.atleast_2d(np.asarray(text_features, dtype=np.float32))
+    if video.ndim != 3 or text.shape[-1] != video.shape[-1]:
+        raise ValueError(f"expected (T, Q, D) and (M, D) with equal D, got {video.shape} and {text.shape}")
+    video = video / np.maximum(np.linalg.norm(video, axis=-1, keepdims=True), 1e-12)
+    text = text / np.maximum(np.linalg.norm(text, axis=-1, keepdims=True), 1e-12)
+    t, q, d = video.shape
+    return (text @ video.reshape(t * q, d).T).reshape(len(text), t, q)  # (M, T*Q) -> (M, T, Q)
+
+
 def max_cosine_similarity(video_features: np.ndarray, text_features: np.ndarray) -> np.ndarray:
     """BLIP-2 ITC score without temperature: cosine of each text with each frame token, max over tokens.
 
@@ -81,12 +93,13 @@ def max_cosine_similarity(video_features: np.ndarray, text_features: np.ndarray)
     Returns:
         (M, T) float32 similarities in [-1, 1].
     """
-    video = np.asarray(video_features, dtype=np.float32)
-    text = np.atleast_2d(np.asarray(text_features, dtype=np.float32))
-    if video.ndim != 3 or text.shape[-1] != video.shape[-1]:
-        raise ValueError(f"expected (T, Q, D) and (M, D) with equal D, got {video.shape} and {text.shape}")
-    video = video / np.maximum(np.linalg.norm(video, axis=-1, keepdims=True), 1e-12)
-    text = text / np.maximum(np.linalg.norm(text, axis=-1, keepdims=True), 1e-12)
-    t, q, d = video.shape
-    sims = text @ video.reshape(t * q, d).T  # (M, T*Q)
-    return sims.reshape(len(text), t, q).max(axis=-1)
+    return _token_cosines(video_features, text_features).max(axis=-1)
+
+
+def winning_tokens(video_features: np.ndarray, text_features: np.ndarray) -> np.ndarray:
+    """(M, T) index of the token attaining `max_cosine_similarity` in each frame (TAG pools those tokens'
+    raw features; with one token per frame, as CLIP-like encoders have, it is 0)."""
+    video = np.asarray(video_features)
+    if video.ndim == 3 and video.shape[1] == 1:
+        return np.zeros((len(np.atleast_2d(text_features)), video.shape[0]), np.int64)
+    return _token_cosines(video, text_features).argmax(axis=-1)
