@@ -146,6 +146,11 @@ class Qwen2VLBackend:
         """
         if self._model is not None:
             return self
+        source = self._source()
+        if not Path(source).is_dir():  # offline and not cached: one line now, before torch, not retries
+            from tfvtg.hub import require_model
+
+            require_model(source)
         import torch  # noqa: F401  (fail early with a clear error if torch is broken)
         import transformers
 
@@ -153,7 +158,6 @@ class Qwen2VLBackend:
 
         device = resolve_device(self.device_name)
         dtype = resolve_dtype(self.dtype_name, device)
-        source = self._source()
         config = self._load("config", lambda: transformers.AutoConfig.from_pretrained(source))
         model_type = getattr(config, "model_type", None)
         model_cls = _model_class(model_type)
@@ -217,8 +221,8 @@ class Qwen2VLBackend:
                 ) from exc
             raise ModelError(
                 f"cannot load {self.model_id}: not in the Hugging Face cache and the hub is unreachable "
-                f"(or the id is wrong); download it with `huggingface-cli download {self.model_id}` "
-                "or pass a local directory"
+                f"(or the id is wrong); download it with `hf download {self.model_id} --local-dir DIR` "
+                "and pass that directory"
             ) from exc
         except ValueError as exc:
             raise ModelError(

@@ -251,14 +251,14 @@ def test_qformer_without_text_input(tiny_blip2_dir, tmp_path):
 
 def test_hub_model_not_cached_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelError, match="huggingface-cli download Salesforce/blip2-itm-vit-g-coco"):
+    with pytest.raises(ModelError, match="hf download Salesforce/blip2-itm-vit-g-coco --local-dir"):
         create_encoder("blip2-coco", device="cpu", cache_dir=str(tmp_path))
     with pytest.raises(ModelError, match="not in the Hugging Face cache"):
         create_encoder("someone/not-a-cached-model", device="cpu", cache_dir=str(tmp_path))
 
 
 def test_explicit_local_files_only(tmp_path):
-    with pytest.raises(ModelError, match="huggingface-cli download"):
+    with pytest.raises(ModelError, match="hf download Salesforce/blip2-itm-vit-g "):
         create_encoder("blip2", device="cpu", cache_dir=str(tmp_path), local_files_only=True)
 
 

@@ -188,7 +188,7 @@ def test_incomplete_directory_is_a_model_error(tmp_path):
 
 def test_uncached_hub_id_says_how_to_download(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelError, match="huggingface-cli download nobody-here/no-such-model"):
+    with pytest.raises(ModelError, match="hf download nobody-here/no-such-model"):
         Qwen2VLBackend("nobody-here/no-such-model").load()
 
 

@@ -28,7 +28,7 @@ from tfvtg.atomic import write_atomic
 from tfvtg.device import OFFICIAL_PRECISION
 from tfvtg.encoders import DEFAULT_ENCODER
 from tfvtg.encoders.base import Encoder
-from tfvtg.errors import InputError, one_line
+from tfvtg.errors import InputError, check_path, one_line
 from tfvtg.video import check_fps, video_id
 
 T = TypeVar("T")
@@ -38,6 +38,7 @@ __all__ = [
     "FORMAT_VERSION",
     "FeatureCache",
     "VideoFeatures",
+    "check_finite",
     "extract_features",
     "load_features",
     "prefetch",
@@ -58,7 +59,7 @@ def _same_fps(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
 
 
-@dataclass(eq=False)  # arrays make field-wise == ambiguous; compare .features etc. explicitly
+@dataclass(eq=False)  # == compares the arrays' values (tfvtg.compare), not the ambiguous array ==
 class VideoFeatures:
     """Encoder features of a video's sampled frames, with the metadata needed to use them correctly.
 
@@ -119,6 +120,20 @@ class VideoFeatures:
 
     def __len__(self) -> int:
         return len(self.features)
+
+    def __eq__(self, other: object) -> bool:
+        from tfvtg.compare import fields_equal
+
+        return fields_equal(self, other)
+
+    __hash__ = None  # type: ignore[assignment]  (mutable arrays inside)
+
+    def __repr__(self) -> str:
+        # The arrays as shape and dtype: a full repr prints every value (kilobytes for a short clip).
+        t, q, d = self.features.shape
+        return (f"VideoFeatures(video={self.video!r}, frames={t}, features=({t}, {q}, {d}) "
+                f"{self.features.dtype}, duration={self.duration:.2f}, fps={self.fps:g}, "
+                f"encoder={self.encoder!r}, sampling={self.sampling!r})")
 
     @property
     def num_frames(self) -> int:
@@ -199,6 +214,7 @@ class VideoFeatures:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"cannot read feature file {path}: bad metadata ({exc})") from None
+        check_finite(result, path)
         if encoder is not None and result.encoder != encoder:
             raise InputError(
                 f"{path} holds features of encoder {result.encoder!r}, not {encoder!r}; "
@@ -262,6 +278,23 @@ class VideoFeatures:
             video=path.name.split(".")[0],
             precision=OFFICIAL_PRECISION,
         )
+
+
+def check_finite(features: VideoFeatures, path: str | os.PathLike) -> None:
+    """Refuse features read from ``path`` that hold NaN or infinite values (a damaged extraction).
+
+    Such values make every similarity curve of the video non-finite, so the file is named here, where it is
+    read, rather than a query later.
+
+    Raises:
+        InputError: Naming the file, how many values are bad, and what to do.
+    """
+    bad = features.features.size - int(np.count_nonzero(np.isfinite(features.features)))
+    if bad:
+        raise InputError(f"feature file {path}: {bad} of its {features.features.size} values are not finite "
+                         "(NaN or inf); extract it again")
+    if not np.all(np.isfinite(features.timestamps)):
+        raise InputError(f"feature file {path}: its frame timestamps are not all finite; extract it again")
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -353,6 +386,7 @@ def _read_metadata(data: bytes, path: Path, file_size: int | None = None) -> dic
 def load_features(path: str | os.PathLike, **kwargs: Any) -> VideoFeatures:
     """Load a feature file by suffix: ``.safetensors`` (`VideoFeatures.load`: encoder=, fps= checks) or an
     official ``.npy`` (`VideoFeatures.from_tfvtg_npy`: needs duration=)."""
+    check_path(path, "path", "feature file")
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":

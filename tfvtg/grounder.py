@@ -32,7 +32,7 @@ import numpy as np
 
 from tfvtg.decompose import Decomposition
 from tfvtg.encoders import DEFAULT_ENCODER
-from tfvtg.errors import InputError, VideoError
+from tfvtg.errors import InputError, VideoError, check_count
 from tfvtg.localize import PROFILES
 from tfvtg.moment import Moment
 from tfvtg.video import check_fps
@@ -45,7 +45,9 @@ if TYPE_CHECKING:
     from tfvtg.encoders.base import Encoder
     from tfvtg.features import VideoFeatures
 
-__all__ = ["Grounder", "GroundingResult", "check_feature_model", "ground", "PROFILES", "METHODS"]
+__all__ = [
+    "Grounder", "GroundingResult", "check_count", "check_feature_model", "ground", "PROFILES", "METHODS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +88,7 @@ def check_feature_model(made_by: str, image_size: Sequence[int] | None, ours: st
     return False
 
 
-@dataclass
+@dataclass(eq=False)  # == compares the arrays' values (tfvtg.compare), not the ambiguous array ==
 class GroundingResult:
     """Everything one grounding produced: the answer, how it was reached, and the curves behind it.
 
@@ -111,6 +113,18 @@ class GroundingResult:
     duration: float
     mask_threshold: float = 0.2
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def __eq__(self, other: object) -> bool:
+        from tfvtg.compare import fields_equal
+
+        return fields_equal(self, other)
+
+    __hash__ = None  # type: ignore[assignment]  (mutable arrays inside)
+
+    def __repr__(self) -> str:
+        # Curves as their count and length: their values are kilobytes.
+        return (f"GroundingResult(query={self.query!r}, moments={self.moments!r}, method={self.method!r}, "
+                f"curves={len(self.curves)} x {len(self.timestamps)} frames, duration={self.duration:.2f})")
 
     @property
     def query_curve(self) -> np.ndarray:
@@ -137,27 +151,46 @@ def _check_choice(value: str, choices: Sequence[str], what: str) -> str:
     return name
 
 
+def _non_negative(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or value < 0:
+        raise InputError(f"{what} must be a number >= 0, got {_short(value)}")
+    return float(value)
+
+
 def _positive_or_none(value: float | None, what: str) -> float | None:
     if value is None:
         return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
+    is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    number = float(value) if is_number else math.nan
     if not math.isfinite(number) or number <= 0:
         raise InputError(f"{what} must be a positive number, got {value!r}")
     return number
 
 
-def check_query(query: Any) -> str:
-    """The query stripped; `InputError` when it is not a non-empty string."""
-    if not isinstance(query, str) or not query.strip():
+def check_query(query: Any, name: str = "query") -> str:
+    """The query stripped; `InputError` naming ``name`` when it is not a non-empty string."""
+    if not isinstance(query, str):
+        raise InputError(f"{name} must be a sentence (a str), got {type(query).__name__} {_short(query)}")
+    if not query.strip():
         raise InputError("empty query: give a sentence describing the moment to find")
     return query.strip()
 
 
-def check_video_path(path: str | os.PathLike[str]) -> Path:
+def _short(value: Any, limit: int = 40) -> str:
+    if isinstance(value, np.ndarray):
+        return f"of shape {value.shape} {value.dtype}"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_video_path(path: str | os.PathLike[str], name: str = "video") -> Path:
     """The path of an existing regular file; else a `VideoError` / `InputError` a user can act on."""
+    if not isinstance(path, (str, os.PathLike)):
+        hint = "; encode an in-memory array with Grounder.encode_frames(frames, fps=...) first" \
+            if isinstance(path, np.ndarray) else ""
+        raise InputError(f"{name} must be a video file path (or features from encode_video), got "
+                         f"{type(path).__name__} {_short(path)}{hint}")
     video = Path(path).expanduser()
     if not video.exists():
         raise VideoError(f"video not found: {video}")
@@ -227,6 +260,8 @@ class Grounder:
         from tfvtg.localize import resolve_preset
         from tfvtg.pipeline import GROUNDING_METHODS
 
+        if not isinstance(model, (str, os.PathLike)):
+            raise InputError(f"model must be an encoder name or a directory, got {_short(model)}")
         self.model = os.fspath(model)
         if not self.model.strip():
             raise InputError("empty model name; use blip2-coco, blip2, a hub id or a local directory")
@@ -248,12 +283,14 @@ class Grounder:
         self.llm = llm
         self.llm_base_url = llm_base_url
         self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()
-        self.use_cache = use_cache
-        if int(batch_size) < 1:
-            raise InputError(f"batch_size must be at least 1, got {batch_size}")
-        self.batch_size = int(batch_size)
-        self.dedup_threshold = dedup_threshold
-        self.progress = progress
+        for flag, value in (("use_cache", use_cache), ("progress", progress)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise InputError(f"{flag} must be True or False, got {value!r}")
+        self.use_cache = bool(use_cache)
+        self.batch_size = check_count(batch_size, "batch_size")
+        self.dedup_threshold = None if dedup_threshold is None else _non_negative(dedup_threshold,
+                                                                                   "dedup_threshold")
+        self.progress = bool(progress)
         self._encoder: Encoder | None = None
         self._text_features: dict[str, np.ndarray] = {}
         self._videos: OrderedDict[tuple[str, int, int], VideoFeatures] = OrderedDict()
@@ -329,6 +366,16 @@ class Grounder:
         while len(self._videos) > 1 and held() > _VIDEO_MEMO_BYTES:
             self._videos.popitem(last=False)
         return features
+
+    def encode_frames(self, frames: np.ndarray, *, fps: float | None = None, timestamps: Any = None,
+                      duration: float | None = None) -> VideoFeatures:
+        """Features of in-memory (T, H, W, 3) uint8 RGB frames, timed by ``fps`` or ``timestamps``.
+
+        See `tfvtg.frames.encode_frames`; not cached (an array has no file to key on).
+        """
+        from tfvtg.frames import encode_frames
+
+        return encode_frames(frames, self.encoder, fps=fps, timestamps=timestamps, duration=duration)
 
     def _extract(self, video: Path) -> VideoFeatures:
         from tfvtg.features import FeatureCache, extract_features
@@ -458,8 +505,10 @@ class Grounder:
         from tfvtg.pipeline import descriptions_for, ground_with_scores_detailed
 
         query = check_query(query)
-        if int(top_k) < 1:
-            raise InputError(f"top_k must be at least 1, got {top_k}")
+        top_k = check_count(top_k, "top_k")
+        if decomposition is not None and not isinstance(decomposition, (Decomposition, Mapping)):
+            raise InputError(f"decomposition must be a Decomposition or a TFVTG answer dict, got "
+                             f"{type(decomposition).__name__}")
         timings: dict[str, float] = {}
         start = time.perf_counter()
         if not hasattr(video, "features"):

@@ -25,7 +25,7 @@ import numpy as np
 from tfvtg import tag
 from tfvtg.combine import GAMMA, integrate_sub_events, vote
 from tfvtg.decompose import Decomposition
-from tfvtg.errors import InputError
+from tfvtg.errors import InputError, check_count
 from tfvtg.localize import PRESETS, PROFILES, Proposals, effective_windows, localize, resolve_preset
 from tfvtg.moment import Moment
 
@@ -158,8 +158,10 @@ def ground_with_scores_detailed(
         raise InputError("the query is empty; give a sentence describing the moment")
     if not (isinstance(duration, int | float) and math.isfinite(duration) and duration > 0):
         raise InputError(f"duration must be a positive number of seconds, got {duration!r}")
-    if top_k is not None and top_k < 1:
-        raise InputError(f"top_k must be >= 1, got {top_k}")
+    if top_k is not None:
+        top_k = check_count(top_k, "top_k")
+    if not callable(score_fn):
+        raise InputError(f"score_fn must be a function of a description, got {type(score_fn).__name__}")
     preset = tag.tag_preset(preset, duration)[0] if method == "tag" else resolve_preset(preset, duration)
     query = query.strip()
 

@@ -103,7 +103,11 @@ def create_encoder(
             retrieval checkpoint, or out of memory; the message says what to do.
         InputError: An unknown device or dtype name.
     """
-    source, _ = resolve_name(name_or_path)
+    source, is_dir = resolve_name(name_or_path)
+    if not is_dir and local_files_only is None:  # offline and not cached: one line now, not 30 s of retries
+        from tfvtg.hub import require_model
+
+        local_files_only = require_model(source, cache_dir) or None
     from tfvtg.encoders.blip2 import Blip2Encoder
 
     return Blip2Encoder.from_pretrained(  # a directory is always read offline there

@@ -145,7 +145,7 @@ class Blip2Encoder:
         if is_dir and not (Path(source) / "config.json").is_file():
             raise ModelError(
                 f"cannot load {name_or_path}: the directory has no config.json; point --model at a "
-                f"directory written by save_pretrained (or huggingface-cli download --local-dir)"
+                f"directory written by save_pretrained (or hf download --local-dir)"
             )
         kwargs = {"cache_dir": cache_dir}
         model, image_processor, tokenizer = _load_parts(source, is_dir, local_files_only, kwargs)
@@ -312,7 +312,9 @@ def _load_parts_once(
         hint = "pass --model a directory written by save_pretrained"
         missing = "the directory is incomplete"
     else:
-        hint = f"download it once with `huggingface-cli download {source}` or pass --model /path/to/dir"
+        from tfvtg.hub import download_hint
+
+        hint = download_hint(source)
         missing = (
             "not in the Hugging Face cache and offline (HF_HUB_OFFLINE=1 or local_files_only)"
             if local_files_only
