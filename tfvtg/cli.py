@@ -1,4 +1,4 @@
-"""The ``tfvtg`` command: ground, extract, decompose, evaluate, plot."""
+"""The ``tfvtg`` command: ground, extract, decompose, evaluate, plot, index, search."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from tfvtg.encoders import DEFAULT_ENCODER
 from tfvtg.errors import InputError, VideoError
 from tfvtg.evaluate import FEATURE_FORMATS
 from tfvtg.localize import PRESETS, PROFILES
+from tfvtg.search_cli import add_search_commands
 from tfvtg.video import SAMPLING_MODES, VIDEO_SUFFIXES
 
 if TYPE_CHECKING:
@@ -53,9 +54,7 @@ _encoder_options = option_group(
                  help="Reuse the last frame's features below this mean absolute pixel difference (0-255)."),
 )
 
-_grounding_options = option_group(
-    click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
-                 help="Spans per query."),
+_method_options = option_group(  # how a video is grounded (ground, plot, search)
     click.option("--profile", type=click.Choice(PROFILES), default="default",
                  show_default=True,
                  help="default: the paper's method, bugs fixed; reference: the official code's decisions."),
@@ -74,6 +73,11 @@ _grounding_options = option_group(
                  help="Cache root, features/ and llm/ inside [default: $TFVTG_CACHE, else "
                       "$XDG_CACHE_HOME/tfvtg or ~/.cache/tfvtg]."),
     click.option("--no-cache", is_flag=True, help="Neither read nor write the caches."),
+)
+_grounding_options = option_group(
+    click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
+                 help="Spans per query."),
+    _method_options,
 )
 
 
@@ -512,6 +516,9 @@ def decompose(query: str | None, llm: str | None, llm_base_url: str | None, no_c
     finally:
         signal.signal(signal.SIGTERM, previous)
     click.echo(f"wrote {out_path}: {summary}")
+
+
+add_search_commands(cli, _method_options, _encoder_options, _make_grounder)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
