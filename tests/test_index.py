@@ -22,7 +22,7 @@ from tfvtg.cli import main
 from tfvtg.errors import InputError
 from tfvtg.features import VideoFeatures
 from tfvtg.grounder import Grounder
-from tfvtg.index import Collection, span_similarity
+from tfvtg.index import Collection, span_score
 
 pytest.importorskip("faiss")
 
@@ -58,12 +58,13 @@ def collection(tmp_path: Path, tiny_features_dir: Path) -> Collection:
     return c
 
 
-def test_span_similarity_is_the_mean_over_the_frames_shown() -> None:
-    curve = np.array([0.1, 0.2, 0.4, 0.6])
-    times = np.array([0.0, 1.0, 2.0, 3.0])
-    assert span_similarity(curve, times, 1.0, 3.0) == pytest.approx(0.3)
-    assert span_similarity(curve, times, 2.5, 2.7) == pytest.approx(0.4)  # shorter than a frame
-    assert span_similarity(curve, times, 0.0, 4.0) == pytest.approx(0.325)
+def test_span_score_is_the_mean_of_the_better_half_of_the_frames_shown() -> None:
+    curve = np.array([0.1, 0.2, 0.4, 0.6, 0.3])
+    times = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+    assert span_score(curve, times, 1.0, 3.0) == pytest.approx(0.4)  # frames 1, 2: the better one
+    assert span_score(curve, times, 1.0, 4.0) == pytest.approx(0.5)  # frames 1-3: the better two
+    assert span_score(curve, times, 2.5, 2.7) == pytest.approx(0.4)  # shorter than a frame
+    assert span_score(curve, times, 0.0, 5.0) == pytest.approx((0.3 + 0.4 + 0.6) / 3)
 
 
 def test_add_info_search_remove(collection: Collection, tiny_blip2_dir: Path, tiny_encoder: Any,
@@ -85,7 +86,7 @@ def test_add_info_search_remove(collection: Collection, tiny_blip2_dir: Path, ti
     spans = [(m.start, m.end) for m in grounder.ground(features, QUERY, top_k=3)]
     assert (best.start, best.end) in spans
     curve = grounder.similarity_curves(features, [QUERY])[QUERY]
-    assert best.score == pytest.approx(span_similarity(curve, features.timestamps, best.start, best.end))
+    assert best.score == pytest.approx(span_score(curve, features.timestamps, best.start, best.end))
 
     assert collection.remove([best.video]) == [best.video]
     assert best.video not in collection.videos and len(collection) == 2

@@ -9,7 +9,7 @@ stages:
    index); the videos of the best frames, in order, are the candidates.
 2. **Exact**: each candidate's feature file is read and grounded by the same TFVTG pipeline as ``ground``
    (`Grounder.ground_details`: curves by `max_cosine_similarity`, decomposition, profile, preset); the
-   spans of all candidates are ranked by a score that means the same in every video (`span_similarity`).
+   spans of all candidates are ranked by a score that means the same in every video (`span_score`).
 
 ``exhaustive=True`` skips the first stage and grounds every video: the reference the fast path is measured
 against, and all a tiny collection needs.
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from tfvtg.features import VideoFeatures
     from tfvtg.grounder import Grounder
 
-__all__ = ["Collection", "SearchHit", "METHODS", "span_similarity"]
+__all__ = ["Collection", "SearchHit", "METHODS", "span_score"]
 
 log = logging.getLogger("tfvtg.index")
 
@@ -83,7 +83,8 @@ class SearchHit:
         video: The video's id in the index (its feature file's name without suffix).
         start: Span start in seconds.
         end: Span end in seconds.
-        score: Mean cosine similarity of the query with the span's frames (comparable across videos).
+        score: `span_score`: the query's mean cosine similarity with the better half of the span's frames
+            (comparable across videos).
         confidence: The grounding method's own score, relative within its video (TFVTG: 1.0 for its best).
         source: The video file recorded in the feature file (None when it recorded none).
         features: The feature file the span was grounded on.
@@ -106,21 +107,23 @@ class SearchHit:
         return out
 
 
-def span_similarity(curve: np.ndarray, timestamps: np.ndarray, start: float, end: float) -> float:
-    """The mean of ``curve`` over the frames shown during [start, end): the cross-video score of a span.
+def span_score(curve: np.ndarray, timestamps: np.ndarray, start: float, end: float) -> float:
+    """The cross-video score of a span: the mean of the better half of its frames' query similarities.
 
     TFVTG's confidences are normalised within a video (its best span scores 1.0 in every video), so they
-    cannot rank spans of different videos. The raw cosine of the same query text with the span's frames can:
-    it is on the encoder's fixed scale. A frame counts when its time lies in [start, end); a span shorter than
-    a frame gets the frame shown at its start.
+    cannot rank spans of different videos. The raw cosine of the same query text with a span's frames can: it
+    is on the encoder's fixed scale. Its plain mean dilutes a short moment inside the method's quantised windows
+    (which extend past it), so the better half of the frames counts: a window around a moment keeps the moment's
+    score, while a window mostly outside it (the whole video, say) is still pulled down. A frame counts when its
+    time lies in [start, end); a span shorter than a frame gets the frame shown at its start.
     """
     curve = np.asarray(curve, dtype=np.float64)
     times = np.asarray(timestamps, dtype=np.float64)
-    inside = (times >= start - 1e-9) & (times < end - 1e-9)
-    if not inside.any():
-        inside = np.zeros(len(curve), dtype=bool)
-        inside[max(int(np.searchsorted(times, start, side="right")) - 1, 0)] = True
-    return float(curve[inside].mean())
+    inside = curve[(times >= start - 1e-9) & (times < end - 1e-9)]
+    if not len(inside):
+        inside = curve[max(int(np.searchsorted(times, start, side="right")) - 1, 0)][None]
+    better_half = np.sort(inside)[len(inside) // 2 :]  # the ceil(n / 2) highest
+    return float(better_half.mean())
 
 
 @dataclass
@@ -700,7 +703,7 @@ class Collection:
             result = grounder.ground_details(features, query, top_k=per_video)
             curve = result.query_curve
             for moment in result.moments:
-                score = span_similarity(curve, result.timestamps, moment.start, moment.end)
+                score = span_score(curve, result.timestamps, moment.start, moment.end)
                 found.append((score, name, moment.start, moment.end, moment.score, entry))
         timings["exact_s"] = time.perf_counter() - start
         self.last_timings = timings

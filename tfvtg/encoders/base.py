@@ -81,8 +81,11 @@ def max_cosine_similarity(video_features: np.ndarray, text_features: np.ndarray)
     text = np.atleast_2d(np.asarray(text_features, dtype=np.float32))
     if video.ndim != 3 or text.shape[-1] != video.shape[-1]:
         raise ValueError(f"expected (T, Q, D) and (M, D) with equal D, got {video.shape} and {text.shape}")
-    video = video / np.maximum(np.linalg.norm(video, axis=-1, keepdims=True), 1e-12)
     text = text / np.maximum(np.linalg.norm(text, axis=-1, keepdims=True), 1e-12)
     t, q, d = video.shape
-    sims = text @ video.reshape(t * q, d).T  # (M, T*Q)
+    tokens = video.reshape(t * q, d)
+    # Dividing the (M, T*Q) products by the token norms, rather than normalising the (T*Q, D) tokens first,
+    # saves a pass and a copy of the largest array (the collection search grounds many videos per query).
+    norms = np.sqrt(np.einsum("ij,ij->i", tokens, tokens))
+    sims = (text @ tokens.T) / np.maximum(norms, 1e-12)  # (M, T*Q)
     return sims.reshape(len(text), t, q).max(axis=-1)
