@@ -3,13 +3,13 @@
 A collection of 120 s videos (360 frames at 3 fps, 32 tokens of 256 dimensions a frame, stored as float16
 feature files exactly as `tfvtg extract` writes them) is generated with BLIP-2-like cosine ranges: every
 token shares a common direction (background cosine with a query ~0.25-0.3), the tokens of a frame share its
-scene, scenes drift slowly and cut every 20-60 s, and each token has its own direction and noise. Each query is
-a planted concept: a span of 5-20 s of one known video carries it in a quarter of its tokens (cosine ~0.5 with
-the query), three other videos carry it at half strength (hard distractors). The text "encoder" returns the
-planted query embeddings; everything else is the real code: `Collection.add` builds the index from the files,
-`Collection.search` runs the coarse stage and grounds the candidates with the TFVTG pipeline (VLM-only flow,
-default profile, preset auto), and the baseline in the same process is `search(exhaustive=True)`, which
-grounds every video.
+scene, scenes drift slowly and cut every 20-60 s, and each token has its own direction and noise. Each query
+is a planted concept: a span of 5-20 s of one known video carries it in a quarter of its tokens (cosine ~0.5
+with the query), three other videos carry it at half strength (hard distractors). The text "encoder" returns
+the planted query embeddings; everything else is the real code: `Collection.add` builds the index from the
+files, `Collection.search` runs the coarse stage and grounds the candidates with the TFVTG pipeline
+(VLM-only flow, default profile, preset auto), and the baseline in the same process is
+`search(exhaustive=True)`, which grounds every video.
 
 ``--stores`` instead compares the two embedded stores on the same unit tokens (no feature files): FAISS
 IVF-PQ (the store `tfvtg.index` uses) and LanceDB IVF-PQ, against an exact flat search: build time, query
@@ -184,13 +184,14 @@ def run_search(frames: int, n_queries: int, n_exhaustive: int, workdir: Path, se
         slow.append({"hits": hits, "total": time.perf_counter() - begin})
         print(f"exhaustive {len(slow)}/{n_exhaustive}: {slow[-1]['total']:.1f} s", file=sys.stderr)
 
-    recall = np.mean([synth.truth[t][0] in {h.video for h in r["hits"]} for t, r in zip(texts, fast)])
-    planted_top1 = np.mean([r["hits"][0].video == synth.truth[t][0] for t, r in zip(texts, fast)])
+    planted = [synth.truth[t][0] for t in texts]
+    recall = np.mean([v in {h.video for h in r["hits"]} for v, r in zip(planted, fast, strict=True)])
+    planted_top1 = np.mean([r["hits"][0].video == v for v, r in zip(planted, fast, strict=True)])
 
     def key(hit: object) -> tuple:
         return (hit.video, round(hit.start, 6), round(hit.end, 6))
 
-    agree = [key(f["hits"][0]) == key(s["hits"][0]) for f, s in zip(fast, slow)]
+    agree = [key(f["hits"][0]) == key(s["hits"][0]) for f, s in zip(fast, slow, strict=False)]  # slow: fewer
     fast_mean = statistics.mean(r["total"] for r in fast[: len(slow)]) if slow else float("nan")
     slow_mean = statistics.mean(r["total"] for r in slow) if slow else float("nan")
     return {
@@ -223,11 +224,11 @@ def run_stores(frames: int, n_queries: int, workdir: Path, seed: int, top_frames
     import faiss
     import lancedb
     import pyarrow as pa
-    from lancedb.index import IvfPq
 
     n_videos = max(frames // T, 4)
     synth = Synthetic(n_videos, n_queries, seed)
-    tokens = np.concatenate([_unit(synth.tokens(v).reshape(-1, D)).astype(np.float32) for v in range(n_videos)])
+    tokens = np.concatenate([_unit(synth.tokens(v).reshape(-1, D)).astype(np.float32)
+                             for v in range(n_videos)])
     ids = np.repeat(np.arange(n_videos * T, dtype=np.int64), Q)
     queries = np.stack(list(synth.queries.values()))
     k = top_frames * Q
@@ -240,7 +241,7 @@ def run_stores(frames: int, n_queries: int, workdir: Path, seed: int, top_frames
     def measure(name: str, build_s: float, search) -> None:  # noqa: ANN001
         times, recalls = [], []
         search(queries[0])
-        for q, want in zip(queries, truth):
+        for q, want in zip(queries, truth, strict=True):
             begin = time.perf_counter()
             got = search(q)
             times.append(time.perf_counter() - begin)
@@ -263,8 +264,9 @@ def run_stores(frames: int, n_queries: int, workdir: Path, seed: int, top_frames
     begin = time.perf_counter()
     vectors = pa.FixedSizeListArray.from_arrays(pa.array(tokens.reshape(-1)), D)
     table = db.create_table("tokens", pa.table({"frame": ids, "vector": vectors}))
-    table.create_index(config=IvfPq(distance_type="dot", num_partitions=nlist, num_sub_vectors=parts),
-                       vector_column_name="vector")
+    # The deprecated keyword form: with config=IvfPq(...), lancedb 0.40's sync create_index took its default
+    # metric "l2" for the column name ("Field path `l2` not found in schema").
+    table.create_index(metric="dot", num_partitions=nlist, num_sub_vectors=parts, vector_column_name="vector")
     build = time.perf_counter() - begin
 
     def lance(q: np.ndarray, nprobes: int, refine: int | None) -> np.ndarray:
@@ -280,7 +282,8 @@ def run_stores(frames: int, n_queries: int, workdir: Path, seed: int, top_frames
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--exhaustive-queries", type=int, default=30)
@@ -309,8 +312,8 @@ def main() -> None:
     print(f"| exhaustive (baseline, mean) | {r['exhaustive_mean_s'] * 1000:.0f} | |")
     print(f"\nspeed-up vs exhaustive {r['speedup_vs_exhaustive']:.0f}x; planted recall@10 "
           f"{r['planted_recall_at_10']:.2f}; top-1 = exhaustive {r['top1_equals_exhaustive']:.2f} of "
-          f"{r['exhaustive_queries']}; build {r['build_s']:.0f} s, {r['index_bytes_per_token']:.1f} B/token on "
-          f"disk, peak RSS {r['peak_rss_build_mb']:.0f} MB")
+          f"{r['exhaustive_queries']}; build {r['build_s']:.0f} s, {r['index_bytes_per_token']:.1f} B/token "
+          f"on disk, peak RSS {r['peak_rss_build_mb']:.0f} MB")
 
 
 if __name__ == "__main__":

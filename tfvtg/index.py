@@ -58,7 +58,7 @@ METHODS = ("tfvtg",)  # grounding methods of the exact stage
 
 FRAME_BITS = 20  # a token's id is video_number << FRAME_BITS | frame
 FLAT_LIMIT = 200_000  # tokens up to which the index keeps exact vectors
-MAX_NLIST = 1024  # IVF lists at most (assigning each token costs nlist dot products when adding)
+MAX_NLIST = 256  # IVF lists at most: adding a token costs nlist dot products (plus D * 256 to PQ-encode it)
 TRAIN_PER_LIST = 64  # training sample: tokens per IVF list (at least 256 * 40 for the PQ codebooks)
 REGROW = 8  # retrain when the collection holds this many times the tokens it was trained for
 NPROBE = 32  # IVF lists searched per query token
@@ -112,10 +112,10 @@ def span_score(curve: np.ndarray, timestamps: np.ndarray, start: float, end: flo
 
     TFVTG's confidences are normalised within a video (its best span scores 1.0 in every video), so they
     cannot rank spans of different videos. The raw cosine of the same query text with a span's frames can: it
-    is on the encoder's fixed scale. Its plain mean dilutes a short moment inside the method's quantised windows
-    (which extend past it), so the better half of the frames counts: a window around a moment keeps the moment's
-    score, while a window mostly outside it (the whole video, say) is still pulled down. A frame counts when its
-    time lies in [start, end); a span shorter than a frame gets the frame shown at its start.
+    is on the encoder's fixed scale. Its plain mean dilutes a short moment inside the method's quantised
+    windows (which extend past it), so the better half of the frames counts: a window around a moment keeps
+    the moment's score, while a window mostly outside it (the whole video, say) is still pulled down. A frame
+    counts when its time lies in [start, end); a span shorter than a frame gets the frame shown at its start.
     """
     curve = np.asarray(curve, dtype=np.float64)
     times = np.asarray(timestamps, dtype=np.float64)
@@ -651,7 +651,7 @@ class Collection:
             exhaustive: Ground every video instead of the coarse stage's candidates.
             grounder: The `Grounder` that grounds each candidate (its model, profile, preset, LLM); default:
                 one built from ``grounder_options``, with the index's encoder as ``model``.
-            candidates: Videos the exact stage grounds (default ``max(2 * top_k, 20)``).
+            candidates: Videos the exact stage grounds (default ``max(top_k, 10)``).
             per_video: Spans each grounded video contributes at most.
             method: The grounding method of the exact stage (one of `METHODS`).
             **grounder_options: `Grounder` arguments (``model``, ``profile``, ``preset``, ``llm``, ...).
@@ -691,7 +691,7 @@ class Collection:
         else:
             decomposition = grounder.decompose(query) if grounder.llm_configured else None
             texts = descriptions_for(query, decomposition)
-            names = self.candidates(grounder.text_features(texts), candidates or max(2 * top_k, 20))
+            names = self.candidates(grounder.text_features(texts), candidates or max(top_k, 10))
         timings["coarse_s"] = time.perf_counter() - start
         start = time.perf_counter()
         found: list[tuple[float, str, float, float, float, _Entry]] = []

@@ -105,7 +105,7 @@ def add_search_commands(group: click.Group, method_options: Callable, encoder_op
     @click.option("--exhaustive", is_flag=True,
                   help="Ground every video instead of the index's candidates (slow; the reference).")
     @click.option("--candidates", type=click.IntRange(min=1), default=None,
-                  help="Videos grounded exactly [default: max(2 x top-k, 20)].")
+                  help="Videos grounded exactly [default: max(top-k, 10)].")
     @click.option("--model", default=None, help="Text encoder [default: the index's encoder].")
     @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N, mps.")
     @click.option("--dtype", default=None, help="float32, float16 or bfloat16.")
