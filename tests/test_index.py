@@ -146,6 +146,18 @@ def test_ivfpq_store_retrains_as_it_grows(tmp_path: Path, tiny_blip2_dir: Path, 
     assert c.search(QUERY, top_k=1, grounder=grounder, candidates=2)[0].video == "v05"
 
 
+def test_an_open_collection_follows_changes_made_by_another(collection: Collection, tmp_path: Path,
+                                                            tiny_blip2_dir: Path, tiny_encoder: Any) -> None:
+    grounder = tiny_grounder(tiny_blip2_dir, tiny_encoder)
+    collection.search(QUERY, grounder=grounder)  # maps the current index file
+    other = Collection.open(tmp_path / "idx")
+    other.remove(["cup"])
+    other.add([planted_features(tmp_path / "new.safetensors", str(tiny_blip2_dir), None)])
+    assert {h.video for h in collection.search(QUERY, top_k=20, grounder=grounder)} == {
+        "bigbuckbunny", "bikes", "new"}
+    assert collection.info()["videos"] == 3 and "new" in collection.videos
+
+
 def test_add_again_skips_unchanged_and_reindexes_changed(collection: Collection, tiny_features_dir: Path,
                                                          tmp_path: Path) -> None:
     assert collection.add([tiny_features_dir])["unchanged"] == collection.videos

@@ -251,6 +251,7 @@ class Collection:
     def __init__(self, root: Path, manifest: _Manifest) -> None:
         self.root = root
         self._manifest = manifest
+        self._stamp: tuple[int, int] | None = None  # (mtime_ns, size) of the manifest file last read
         self._index: Any = None
         self._index_file: str | None = None
         self.last_timings: dict[str, float] = {}  # seconds of the last search's stages (coarse_s, exact_s)
@@ -268,34 +269,49 @@ class Collection:
         if root.exists() and not root.is_dir():
             raise InputError(f"{root} is a file, not an index folder")
         if manifest_path.is_file():
-            return cls(root, cls._read_manifest(root))
+            collection = cls(root, _Manifest())
+            collection._reload()
+            return collection
         if root.is_dir() and not all(_ours(p.name) for p in root.iterdir()):
             raise InputError(f"{root} is not a tfvtg index (no {MANIFEST}); give a new or empty folder")
         if not create:
             raise InputError(f"no index at {root}; create one with: tfvtg index add {root} FEATURES...")
         return cls(root, _Manifest())
 
-    @staticmethod
-    def _read_manifest(root: Path) -> _Manifest:
-        path = root / MANIFEST
+    def _reload(self, *, if_changed: bool = False) -> None:
+        """Read the manifest (``if_changed``: only when another process has replaced it since the last read;
+        a long-lived Collection then follows the adds and removes of others)."""
+        path = self.root / MANIFEST
         try:
-            return _Manifest.from_json(path.read_bytes(), path)
+            st = path.stat()
+            if if_changed and (st.st_mtime_ns, st.st_size) == self._stamp:
+                return
+            data = path.read_bytes()
+        except FileNotFoundError:
+            if if_changed:
+                return
+            raise InputError(f"no index at {self.root}") from None
         except OSError as exc:
-            raise InputError(f"cannot read index {root}: {exc.strerror or exc}") from None
+            raise InputError(f"cannot read index {self.root}: {exc.strerror or exc}") from None
+        self._manifest = _Manifest.from_json(data, path)
+        self._stamp = (st.st_mtime_ns, st.st_size)
 
     def __repr__(self) -> str:
         return f"Collection({str(self.root)!r}, videos={len(self._manifest.videos)})"
 
     def __len__(self) -> int:
+        self._reload(if_changed=True)
         return len(self._manifest.videos)
 
     @property
     def videos(self) -> list[str]:
         """The ids of the indexed videos, sorted."""
+        self._reload(if_changed=True)
         return sorted(self._manifest.videos)
 
     def info(self) -> dict[str, Any]:
         """Videos, frames, tokens, encoder, index kind and bytes on disk (index; feature files apart)."""
+        self._reload(if_changed=True)
         m = self._manifest
         index_bytes = sum(p.stat().st_size for p in (self.root / MANIFEST,) if p.exists())
         if m.index_file and (self.root / m.index_file).exists():
@@ -344,8 +360,10 @@ class Collection:
         """
         self.root.mkdir(parents=True, exist_ok=True)
         with _Lock(self.root):
-            exists = (self.root / MANIFEST).is_file()
-            self._manifest = self._read_manifest(self.root) if exists else _Manifest()
+            if (self.root / MANIFEST).is_file():
+                self._reload()
+            else:
+                self._manifest = _Manifest()
             files, videos = self._expand(paths)
             if videos:
                 files += self._extract(videos, model=model, device=device, dtype=dtype,
@@ -364,7 +382,7 @@ class Collection:
         if not (self.root / MANIFEST).is_file():
             raise InputError(f"no index at {self.root}")
         with _Lock(self.root):
-            self._manifest = self._read_manifest(self.root)
+            self._reload()
             m = self._manifest
             unknown = [n for n in names if n not in m.videos]
             if unknown:
@@ -560,6 +578,8 @@ class Collection:
             m.tokens_per_frame = m.dim = None
         m.index_file = name
         write_atomic(self.root / MANIFEST, m.to_json())
+        st = (self.root / MANIFEST).stat()
+        self._stamp = (st.st_mtime_ns, st.st_size)
         # Older generations and files an interrupted change left behind; a reader that opened one keeps it.
         for path in self.root.iterdir():
             stale = path.name.startswith(("tokens-", ".tokens-")) and path.name != name
@@ -570,14 +590,24 @@ class Collection:
 
     # -------------------------------------------------------------------------------------------- reading
     def _load_index(self, writable: bool = False) -> Any:
+        """The token index: a private copy to change (under the lock), else the memory-mapped file."""
         faiss = _faiss()
-        m = self._manifest
-        path = self.root / str(m.index_file)
         if writable:
-            return faiss.read_index(str(path))
-        if self._index is None or self._index_file != m.index_file:
-            self._index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
-            self._index_file = m.index_file
+            return faiss.read_index(str(self.root / str(self._manifest.index_file)))
+        for attempt in range(2):
+            name = self._manifest.index_file
+            if self._index is not None and self._index_file == name:
+                break
+            if not (self.root / str(name)).is_file() and attempt == 0:
+                self._reload()  # another process replaced it since the manifest was read
+                continue
+            try:
+                self._index = faiss.read_index(str(self.root / str(name)),
+                                               faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+            except RuntimeError as exc:  # FAISS's own error for a missing or damaged file
+                raise InputError(f"cannot read index {self.root}: {one_line(exc)}; build it again with "
+                                 f"tfvtg index add") from None
+            self._index_file = name
         return self._index
 
     def _load_entry(self, name: str, entry: _Entry, *, strict: bool = False) -> VideoFeatures | None:
@@ -665,6 +695,7 @@ class Collection:
         from tfvtg.pipeline import descriptions_for
 
         query = check_query(query)
+        self._reload(if_changed=True)
         if method not in METHODS:
             raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
         for value, what in ((top_k, "top_k"), (per_video, "per_video"), (candidates or 1, "candidates")):
