@@ -271,8 +271,8 @@ def run_stores(frames: int, n_queries: int, workdir: Path, seed: int, top_frames
     begin = time.perf_counter()
     vectors = pa.FixedSizeListArray.from_arrays(pa.array(tokens.reshape(-1)), D)
     table = db.create_table("tokens", pa.table({"frame": ids, "vector": vectors}))
-    # The deprecated keyword form: with config=IvfPq(...), lancedb 0.40's sync create_index took its default
-    # metric "l2" for the column name ("Field path `l2` not found in schema").
+    # The deprecated keyword form: lancedb 0.40's sync create_index takes the column as its first argument
+    # (named metric), so create_index(config=IvfPq(...), vector_column_name=...) looked for a column "l2".
     table.create_index(metric="dot", num_partitions=nlist, num_sub_vectors=parts, vector_column_name="vector")
     build = time.perf_counter() - begin
 
