@@ -60,6 +60,7 @@ FRAME_BITS = 20  # a token's id is video_number << FRAME_BITS | frame
 FLAT_LIMIT = 200_000  # tokens up to which the index keeps exact vectors
 MAX_NLIST = 256  # IVF lists at most: adding a token costs nlist dot products (plus D * 256 to PQ-encode it)
 TRAIN_PER_LIST = 64  # training sample: tokens per IVF list (at least 256 * 40 for the PQ codebooks)
+TRAIN_VIDEOS = 64  # videos the training sample is drawn from (each one's feature file is read)
 REGROW = 8  # retrain when the collection holds this many times the tokens it was trained for
 NPROBE = 32  # IVF lists searched per query token
 ADD_CHUNK = 1 << 18  # tokens added to the index per call
@@ -757,16 +758,17 @@ def _pq_parts(dim: int) -> int:
 
 
 def _training_sample(collection: Collection, names: Sequence[str], size: int) -> np.ndarray:
-    """``size`` unit tokens drawn evenly from the videos ``names`` (every video if they are few)."""
+    """``size`` unit tokens drawn evenly from `TRAIN_VIDEOS` of the videos ``names`` (all, if fewer)."""
     rng = np.random.default_rng(0)
     m = collection._manifest
     picked = list(names)
-    if len(picked) > 256:
-        picked = [picked[i] for i in rng.choice(len(picked), 256, replace=False)]
+    if len(picked) > TRAIN_VIDEOS:
+        picked = [picked[i] for i in rng.choice(len(picked), TRAIN_VIDEOS, replace=False)]
     per_video = math.ceil(size / len(picked))
     parts = []
     for name in picked:
-        features = collection._load_entry(name, m.videos[name], strict=True)
-        tokens = _unit_tokens(features.features)
-        parts.append(tokens[rng.choice(len(tokens), min(per_video, len(tokens)), replace=False)])
+        features = collection._load_entry(name, m.videos[name], strict=True).features
+        flat = features.reshape(-1, features.shape[-1])
+        rows = rng.choice(len(flat), min(per_video, len(flat)), replace=False)
+        parts.append(_unit_tokens(flat[rows][:, None, :]))
     return np.concatenate(parts)
