@@ -3,9 +3,10 @@
 Three measurements in one run, each table with ratios against a baseline of the same run:
 
 1. Encode only: frames already decoded at the model size (364x364 for blip2-coco), host uint8 -> features,
-   per dtype and batch size (default 32, 64, 128, 256). MFU = achieved FLOP/s over the bf16 dense peak
-   (H100/H200: 989 TFLOP/s); FLOPs per frame are counted analytically (cross-checked with
-   torch.utils.flop_counter on one batch).
+   per precision and batch size (default 32, 64, 128, 256). MFU = achieved FLOP/s over the GPU's 16-bit
+   dense peak, looked up by its name (gpu_peaks.py: H100 SXM 989, NVL 835, PCIe 756 TFLOP/s; the entry used
+   is printed); FLOPs per frame are counted analytically (cross-checked with torch.utils.flop_counter on one
+   batch).
 2. Decode only: worker threads run ``tfvtg.video.sample_frames(path, fps=3, size=model size)`` on a synthetic
    640x360 H.264 clip (or ``--video``), one video per worker at a time.
 3. Decode overlapped with encode: the same workers fill a bounded queue; the main thread batches frames across
@@ -39,13 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from blip2_random import random_blip2_encoder, vision_flops_per_frame  # noqa: E402
 from clips import make_clip  # noqa: E402
+from gpu_peaks import peak_for, peak_tflops  # noqa: E402
 
-# Dense peak TFLOP/s by dtype (no sparsity). H100 SXM figures; H200 has the same compute.
-PEAKS = {
-    "H100": {"bfloat16": 989.4, "float16": 989.4, "float32": 66.9},
-    "H200": {"bfloat16": 989.4, "float16": 989.4, "float32": 66.9},
-    "A100": {"bfloat16": 312.0, "float16": 312.0, "float32": 19.5},
-}
 TARGET_FPS_H100 = 250.0
 
 
@@ -74,15 +70,16 @@ def load_encoder(args: argparse.Namespace, dtype: str, tmp: Path) -> tuple[Any, 
     )
 
 
-def peak_tflops(args: argparse.Namespace) -> dict[str, float] | None:
+def gpu_peaks(args: argparse.Namespace) -> tuple[str, dict[str, float]] | None:
+    """(label, dense peaks by dtype) for this GPU: ``--peak-tflops``, else looked up by the GPU's name."""
     import torch
 
     if args.peak_tflops:
-        return {"bfloat16": args.peak_tflops, "float16": args.peak_tflops, "float32": args.peak_tflops}
+        value = args.peak_tflops
+        return "--peak-tflops", {"bfloat16": value, "float16": value, "float32": value}
     if not torch.cuda.is_available():
         return None
-    name = torch.cuda.get_device_name()
-    return next((peaks for key, peaks in PEAKS.items() if key in name), None)
+    return peak_for(torch.cuda.get_device_name())
 
 
 def sync() -> None:
@@ -201,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         "--model", default=None, help="checkpoint (name, Hub id or directory); default random init"
     )
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 64, 128, 256])
-    parser.add_argument("--dtypes", nargs="+", default=["bfloat16", "float32"])
+    parser.add_argument("--dtypes", nargs="+", default=["autocast-float16", "bfloat16", "float32"],
+                        help="precisions (tfvtg.device)")
     parser.add_argument(
         "--video", default=None, help="video to decode (default: a synthetic 640x360 H.264 clip)"
     )
@@ -225,10 +223,13 @@ def main(argv: list[str] | None = None) -> int:
     n_videos = args.videos or (4 * args.workers if cuda else args.workers)
     min_seconds = args.min_seconds if args.min_seconds is not None else (3.0 if cuda else 0.2)
     device = torch.cuda.get_device_name() if cuda else "CPU (no CUDA)"
-    peaks = peak_tflops(args)
+    found = gpu_peaks(args)
+    label, peaks = found if found else (None, None)
+    sixteen = (peaks.get("bfloat16") or peaks.get("float16")) if peaks else None
     print(
         f"device: {device}; torch {torch.__version__}; {os.cpu_count()} CPU cores; "
-        f"TF32 {'on' if args.tf32 else 'off'}"
+        f"TF32 {'on' if args.tf32 else 'off'}; MFU against "
+        + (f"the {label} entry's 16-bit dense peak, {sixteen:g} TFLOP/s" if peaks else "no known peak (n/a)")
     )
 
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -258,8 +259,9 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 fps = batch / per_batch
                 tflops = fps * flops / 1e12
-                mfu = tflops / peaks["bfloat16"] if peaks else None
-                mfu_own = tflops / peaks.get(dtype, peaks["bfloat16"]) if peaks else None
+                mfu = tflops / sixteen if sixteen else None
+                own = peak_tflops(peaks, dtype) if peaks else None
+                mfu_own = tflops / own if own else None
                 rows.append(
                     (
                         dtype,
@@ -283,15 +285,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{base_row[1]}"
         )
         print(
-            f"{'dtype':<10} {'batch':>5} {'frames/s':>10} {'TFLOP/s':>9} {'MFU(bf16 peak)':>15} "
+            f"{'dtype':<16} {'batch':>5} {'frames/s':>10} {'TFLOP/s':>9} {'MFU(16-bit)':>15} "
             f"{'ratio':>7}  note"
         )
         for dtype, batch, fps, tflops, mfu, note in rows:
             if fps is None:
-                print(f"{dtype:<10} {batch:>5} {'-':>10} {'-':>9} {'-':>15} {'-':>7}  {note}")
+                print(f"{dtype:<16} {batch:>5} {'-':>10} {'-':>9} {'-':>15} {'-':>7}  {note}")
                 continue
             mfu_s = f"{100 * mfu:.1f}%" if mfu is not None else "n/a"
-            print(f"{dtype:<10} {batch:>5} {fps:10.1f} {tflops:9.1f} {mfu_s:>15} {fps / base:7.2f}  {note}")
+            print(f"{dtype:<16} {batch:>5} {fps:10.1f} {tflops:9.1f} {mfu_s:>15} {fps / base:7.2f}  {note}")
 
         ok = [r for r in rows if r[2]]
         best = max(ok, key=lambda r: r[2])

@@ -21,13 +21,8 @@ Usage: python benchmarks/bench_numpro_memory.py [--seconds 600] [--cap 64] [--di
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import sys
 import tempfile
-import time
-import tracemalloc
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_window import FPS, HEIGHT, WIDTH  # noqa: E402
 from clips import make_clip  # noqa: E402
+from memory import measured  # noqa: E402
 
 from numpro.ground import NumProGrounder, SampledVideo  # noqa: E402
 from numpro.mllm import cap_indices  # noqa: E402
@@ -63,30 +59,6 @@ def full_read(path: Path, cap: int) -> SampledVideo:
 
 def streamed(path: Path, cap: int) -> SampledVideo:
     return NumProGrounder(_NoModel(), fps=SAMPLE_FPS, size=SIZE, max_frames=cap).sample(path)
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status (Linux only)")
-
-
-def measured(fn: Callable[[], SampledVideo]) -> tuple[float, float, float, SampledVideo]:
-    """(peak RSS MiB above the start, peak traced MiB, seconds, result)."""
-    gc.collect()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    with open("/proc/self/clear_refs", "w") as clear:
-        clear.write("5")  # reset VmHWM to the current RSS
-    start_kib = _status_kib("VmRSS")
-    tracemalloc.start()
-    began = time.perf_counter()
-    result = fn()
-    seconds = time.perf_counter() - began
-    _, traced = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return (_status_kib("VmHWM") - start_kib) / 1024, traced / 2**20, seconds, result
 
 
 def main() -> None:

@@ -96,13 +96,13 @@ def random_blip2_encoder(
 ) -> Any:
     """A `Blip2Encoder` with the real architecture of ``name`` and random weights (N(0, 0.02), LayerNorm 1/0).
 
-    Built on the CPU in float32 (about 4.6 GB for ViT-g), then the vision tower is cast to the compute dtype
-    and everything moved to ``device``, as `Blip2Encoder.from_pretrained` does with real weights.
+    Built on the CPU in float32 (about 4.6 GB for ViT-g), then the vision tower is cast to the precision's
+    weight dtype and everything moved to ``device``, as `Blip2Encoder.from_pretrained` does with real weights.
     """
     import torch
     from transformers import Blip2ForImageTextRetrieval
 
-    from tfvtg.device import resolve_device, resolve_dtype
+    from tfvtg.device import resolve_device, resolve_precision
     from tfvtg.encoders.blip2 import Blip2Encoder
 
     try:  # transformers 5: the PIL backend when torchvision is absent; same preprocessing either way
@@ -111,7 +111,7 @@ def random_blip2_encoder(
         from transformers.models.blip import BlipImageProcessor as ImageProcessor
 
     torch_device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, torch_device)
+    precision = resolve_precision(dtype, torch_device)
     config = real_blip2_config(name)
     config._attn_implementation = "sdpa"
     torch.manual_seed(seed)
@@ -124,7 +124,7 @@ def random_blip2_encoder(
                 param.zero_()
             else:
                 param.normal_(0.0, 0.02)
-    model.vision_model.to(dtype=torch_dtype)
+    model.vision_model.to(dtype=precision.weights)
     model.to(torch_device)
     size = IMAGE_SIZE[name]
     image_processor = ImageProcessor(
@@ -136,6 +136,6 @@ def random_blip2_encoder(
         _tokenizer(QFORMER["vocab_size"]),
         name=f"random-init:{name}",
         device=torch_device,
-        dtype=torch_dtype,
+        precision=precision,
         batch_size=batch_size,
     )

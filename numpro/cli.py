@@ -18,7 +18,18 @@ from numpro.mllm import DETAILS, IMAGE_FORMATS
 from numpro.overlay import POSITIONS
 from numpro.parse import FrameIndex
 from tfvtg import __version__
-from tfvtg.console import MAX_FPS, check_output_path, option_group, run_group, verbose_option, writing
+from tfvtg.console import (
+    MAX_FPS,
+    OutputSet,
+    check_output_path,
+    counted,
+    option_group,
+    run_group,
+    save_partial,
+    verbose_option,
+    write_predictions,
+    writing,
+)
 from tfvtg.datasets import DATASETS
 from tfvtg.errors import InputError, TfvtgError
 from tfvtg.video import VIDEO_SUFFIXES
@@ -89,7 +100,16 @@ _mllm_options = option_group(
                       "frame's time."),
     click.option("--device", default="auto", show_default=True,
                  help="Local models: auto, cpu, cuda, cuda:N."),
-    click.option("--dtype", default=None, help="Local models: float32, float16 or bfloat16."),
+    click.option("--dtype", default=None,
+                 help="Local models: float32, float16 or bfloat16 [default: bfloat16 on CUDA from compute "
+                      "capability 8.0, float16 on older GPUs, else float32]."),
+    click.option("--max-pixels", type=click.IntRange(min=28 * 28), default=None,
+                 help="Local models: pixel budget per frame (fewer visual tokens) [default: the "
+                      "checkpoint's]."),
+    click.option("--attn-implementation", type=click.Choice(["sdpa", "eager", "flash_attention_2"]),
+                 default=None,
+                 help="Local models: attention kernels [default: transformers' choice]; flash_attention_2 "
+                      "needs flash-attn."),
     click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True,
                  help="Longest answer."),
     click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
@@ -106,7 +126,8 @@ def _make_grounder(options: dict[str, Any]) -> Any:
     mllm = create_mllm(options["mllm"], base_url=options["mllm_base_url"], detail=options["detail"],
                        max_frames=options["max_frames"], image_format=options["image_format"],
                        device=options["device"], dtype=options["dtype"],
-                       max_new_tokens=options["max_new_tokens"],
+                       max_new_tokens=options["max_new_tokens"], max_pixels=options["max_pixels"],
+                       attn_implementation=options["attn_implementation"],
                        timeout=options["timeout"], max_retries=options["max_retries"])
     return NumProGrounder(mllm, fps=options["fps"], size=options["size"], max_frames=options["max_frames"],
                           refine=options["refine"], refine_fps=options["refine_fps"],
@@ -173,6 +194,8 @@ def overlay(video: Path, out: Path, fps: float, size: tuple[int, int] | None, ou
             check_output_path(path, inputs=[video], what="OUT")
     painter = NumberPainter(position=position, size=font_size)
     stream = sample_frames(video, fps, size)
+    if out_format == "png":  # an earlier run's frames must not stay beside this one's
+        OutputSet(out, _PngWriter.NAMES, "numbered frames").clear()
     started = time.perf_counter()
     writer: _FrameWriter = _PngWriter(out) if out_format == "png" else _Mp4Writer(out, fps)
     records = []
@@ -189,9 +212,9 @@ def overlay(video: Path, out: Path, fps: float, size: tuple[int, int] | None, ou
             "duration": stream.duration, "output": str(out), "format": out_format, "frames": records}
     with writing(json_path, "frames.json"):
         json_path.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
-    click.echo(f"{len(records)} numbered frames of {video.name} ({stream.duration:.2f} s at {fps:g} fps) "
-               f"-> {out}"
-               f"; numbers and timestamps in {json_path} ({time.perf_counter() - started:.1f} s)")
+    click.echo(f"{counted(len(records), 'numbered frame')} of {video.name} ({stream.duration:.2f} s at "
+               f"{fps:g} fps) -> {out}; numbers and timestamps in {json_path} "
+               f"({time.perf_counter() - started:.1f} s)")
 
 
 class _FrameWriter(ABC):
@@ -207,6 +230,8 @@ class _FrameWriter(ABC):
 
 
 class _PngWriter(_FrameWriter):
+    NAMES = r"frame_\d{5,}\.png|frames\.json"  # the files an overlay run owns in its folder
+
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.count = 0
@@ -310,7 +335,7 @@ def ground(video: Path, query: str, as_json: bool, top_k: int, **options: Any) -
         click.echo(json.dumps(line, ensure_ascii=False))
         return
     coarse = details.coarse
-    click.echo(f"video: {video.name} ({details.duration:.2f} s, {len(coarse.times)} frames at "
+    click.echo(f"video: {video.name} ({details.duration:.2f} s, {counted(len(coarse.times), 'frame')} at "
                f"{grounder.fps:g} fps; mllm {grounder.mllm.name})")
     click.echo(f"query: {details.query}")
     click.echo(f"answer: {_one_line(coarse.answer)}")
@@ -366,7 +391,7 @@ def evaluate(dataset: str, annotations: Path, videos_dir: Path, out_path: Path |
     is decoded once for all its queries.
     """
     from numpro.ground import SampledVideo
-    from tfvtg.datasets import load_dataset, write_jsonl
+    from tfvtg.datasets import load_dataset
     from tfvtg.evaluate import prediction_qid, score_predictions
     from tfvtg.metrics import format_metrics
 
@@ -388,6 +413,11 @@ def evaluate(dataset: str, annotations: Path, videos_dir: Path, out_path: Path |
     if not kept:
         raise InputError(f"none of the videos were found in {videos_dir}")
     grounder = _make_grounder(options)
+    load_started = time.perf_counter()
+    load = getattr(grounder.mllm, "load", None)  # a local model loads now, so its time is reported apart
+    if callable(load):
+        load()
+    load_seconds = time.perf_counter() - load_started
     started = time.perf_counter()
     by_video: dict[str, list[int]] = {}
     for i, query in enumerate(kept):
@@ -395,7 +425,9 @@ def evaluate(dataset: str, annotations: Path, videos_dir: Path, out_path: Path |
     predictions: list[dict[str, Any]] = [{} for _ in kept]
     failures = 0
     try:
-        with click.progressbar(length=len(kept), label="grounding", file=sys.stderr) as bar:
+        from tqdm import tqdm  # a tqdm bar: the log handler prints warnings above it (tfvtg.console)
+
+        with tqdm(total=len(kept), desc="grounding", unit="query", leave=False, file=sys.stderr) as bar:
             for vid, indices in by_video.items():
                 sampled: SampledVideo = grounder.sample(paths[vid])  # decoded once for all its queries
                 for i in indices:
@@ -405,18 +437,18 @@ def evaluate(dataset: str, annotations: Path, videos_dir: Path, out_path: Path |
                     predictions[i] = _prediction(details, prediction_qid(query.qid, dataset), vid)
                     bar.update(1)
     except (TfvtgError, KeyboardInterrupt):
-        _save_partial(out_path, [p for p in predictions if p], len(kept))
+        save_partial(out_path, [p for p in predictions if p], len(kept))
         raise
     if out_path is not None:
-        with writing(out_path, "--out"):
-            write_jsonl(out_path, predictions)
+        write_predictions(out_path, predictions)
     # Moment retrieval only for QVHighlights: NumPro's answers carry no per-clip saliency.
     metrics = score_predictions(dataset, predictions, kept)
     metrics["parse_failure_rate"] = 100.0 * failures / len(kept)
     seconds = time.perf_counter() - started
     summary = {"dataset": dataset, "queries": len(kept), "videos": len(paths) - len(missing),
                "skipped_queries": len(queries) - len(kept), "mllm": grounder.mllm.name,
-               "parse_failures": failures, "seconds": round(seconds, 2)}
+               "parse_failures": failures, "seconds": round(seconds, 2),
+               "load_seconds": round(load_seconds, 2)}
     if as_json:
         click.echo(json.dumps({**summary, "metrics": metrics}))
         return
@@ -428,19 +460,9 @@ def evaluate(dataset: str, annotations: Path, videos_dir: Path, out_path: Path |
         click.echo(f"skipped {summary['skipped_queries']} queries of {len(missing)} missing videos")
     click.echo(format_metrics(metrics))
     click.echo(f"parse failures: {failures} of {len(kept)} answers ({metrics['parse_failure_rate']:.1f}%, "
-               f"scored IoU 0); took {seconds:.1f} s" + (f"; predictions in {out_path}" if out_path else ""))
-
-
-def _save_partial(out_path: Path | None, made: list[dict[str, Any]], total: int) -> None:
-    """Keep the answers paid for when a run stops early: OUT.partial.jsonl beside --out (never over it)."""
-    from tfvtg.datasets import write_jsonl
-
-    if out_path is None or not made:
-        return
-    partial = out_path.with_name(f"{out_path.stem}.partial{out_path.suffix or '.jsonl'}")
-    with writing(partial, "partial predictions"):
-        write_jsonl(partial, made)
-    log.warning("stopped after %d of %d queries; their predictions are in %s", len(made), total, partial)
+               f"scored IoU 0); took {seconds:.1f} s"
+               + (f", plus {load_seconds:.1f} s loading the model" if callable(load) else "")
+               + (f"; predictions in {out_path}" if out_path else ""))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -251,9 +251,10 @@ class NumProGrounder:
                             times: Sequence[float] | None = None,
                             duration: float | None = None) -> GroundingDetails:
         """Like `ground`, with the prompts, raw answers, parse results and frame times of every pass."""
+        from tfvtg.grounder import check_count
+
         query = _clean_query(query)
-        if top_k < 1:
-            raise InputError(f"top_k must be at least 1, got {top_k}")
+        top_k = check_count(top_k, "top_k")
         sampled = self.sample(video, times=times, duration=duration)
         frames, frame_times, duration = sampled.frames, sampled.times, sampled.duration
         coarse = self._ask(frames, frame_times, duration, query, (0.0, duration))
@@ -344,6 +345,9 @@ class NumProGrounder:
             frames, frame_times, video_duration = read_frames(Path(video), self.fps, self.size,
                                                               mode=self.sampling)
             return SampledVideo(frames, frame_times, float(video_duration), Path(video))
+        if not isinstance(video, np.ndarray | list | tuple):
+            raise InputError(f"video must be a video file path, a (N, H, W, 3) uint8 frame array or a "
+                             f"SampledVideo, got {type(video).__name__}")
         frames = np.asarray(video)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
             raise InputError(f"frames must be a non-empty (N, H, W, 3) uint8 RGB array or list, got "
@@ -495,6 +499,10 @@ def _keep_frames(stream: Any, wanted: np.ndarray,
 
 
 def _clean_query(query: str) -> str:
-    if not isinstance(query, str) or not query.strip():
+    from tfvtg.grounder import check_query
+
+    if not isinstance(query, str):
+        check_query(query)  # tfvtg's message, naming the parameter and what it got
+    if not query.strip():
         raise InputError("the query is empty; say what to find, e.g. 'a person opens a door'")
     return query.strip().rstrip(".").strip()

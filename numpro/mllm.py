@@ -192,7 +192,8 @@ class OpenAIVisionChat:
 def create_mllm(spec: str, *, base_url: str | None = None, api_key: str | None = None, detail: str = "low",
                 max_frames: int | None = None, image_format: str = "jpeg", device: str = "auto",
                 dtype: str | None = None, max_new_tokens: int = 256, timeout: float = 120.0,
-                max_retries: int = 3) -> MLLM:
+                max_retries: int = 3, max_pixels: int | None = None,
+                attn_implementation: str | None = None) -> MLLM:
     """The back-end a spec names.
 
     Args:
@@ -201,6 +202,8 @@ def create_mllm(spec: str, *, base_url: str | None = None, api_key: str | None =
         base_url, api_key, detail, max_frames, image_format, timeout, max_retries: For the endpoint back-end
             (see `OpenAIVisionChat`).
         device, dtype: For the local back-end (``"auto"``, ``"cpu"``, ``"cuda"``; ``"bfloat16"``...).
+        max_pixels, attn_implementation: For the local back-end: a per-frame pixel budget (fewer visual tokens
+            per frame) and ``from_pretrained``'s attention (``sdpa``, ``eager``, ``flash_attention_2``).
         max_new_tokens: Longest answer, both back-ends.
 
     Raises:
@@ -217,7 +220,8 @@ def create_mllm(spec: str, *, base_url: str | None = None, api_key: str | None =
             raise InputError("qwen2-vl: needs a checkpoint, e.g. qwen2-vl:Qwen/Qwen2-VL-7B-Instruct")
         from numpro.qwen2vl import Qwen2VLBackend
 
-        return Qwen2VLBackend(model, device=device, dtype=dtype, max_new_tokens=max_new_tokens)
+        return Qwen2VLBackend(model, device=device, dtype=dtype, max_new_tokens=max_new_tokens,
+                              max_pixels=max_pixels, attn_implementation=attn_implementation)
     return OpenAIVisionChat(spec, base_url=base_url, api_key=api_key, detail=detail, max_frames=max_frames,
                             image_format=image_format, max_tokens=max_new_tokens, timeout=timeout,
                             max_retries=max_retries)

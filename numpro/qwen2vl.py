@@ -21,6 +21,7 @@ torch and transformers are imported only when a model is loaded or inputs are bu
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tfvtg.errors import InputError, ModelError, first_line
+
+logger = logging.getLogger("numpro.qwen2vl")
 
 if TYPE_CHECKING:
     import torch
@@ -134,28 +137,39 @@ class Qwen2VLBackend:
     def load(self) -> Qwen2VLBackend:
         """Load the model and processor now (otherwise the first ``answer`` does it).
 
+        On CUDA the weights load straight onto the GPU (``device_map``, which needs the accelerate package;
+        without it they load into host memory first, about 16 GB for a 7B model, with a warning).
+
         Raises:
-            ModelError: The checkpoint is missing, unreachable or not Qwen2-VL-style, or the device is absent.
+            ModelError: The checkpoint is missing, unreachable or not Qwen2-VL-style, the device is absent, or
+                the attention implementation cannot be used here (flash-attn not installed, no CUDA GPU).
         """
         if self._model is not None:
             return self
+        source = self._source()
+        if not Path(source).is_dir():  # offline and not cached: one line now, before torch, not retries
+            from tfvtg.hub import require_model
+
+            require_model(source)
         import torch  # noqa: F401  (fail early with a clear error if torch is broken)
         import transformers
 
-        from tfvtg.device import resolve_device, resolve_dtype
+        from tfvtg.device import place_on, resolve_device, resolve_dtype
 
         device = resolve_device(self.device_name)
         dtype = resolve_dtype(self.dtype_name, device)
-        source = self._source()
         config = self._load("config", lambda: transformers.AutoConfig.from_pretrained(source))
         model_type = getattr(config, "model_type", None)
         model_cls = _model_class(model_type)
-        kwargs: dict[str, Any] = {_dtype_kwarg(): dtype}
+        place_on(device)
+        kwargs: dict[str, Any] = {_dtype_kwarg(): dtype, **_placement_kwargs(device, _has_accelerate())}
         if self.attn_implementation:
             kwargs["attn_implementation"] = self.attn_implementation
-        model = self._load("model", lambda: model_cls.from_pretrained(source, **kwargs))
+        model = self._load("model", lambda: self._from_pretrained(model_cls, source, kwargs))
         try:
-            model = model.to(device).eval()
+            if "device_map" not in kwargs:
+                model = model.to(device)
+            model = model.eval()
         except RuntimeError as exc:  # e.g. CUDA out of memory
             raise ModelError(f"cannot move {self.model_id} to {device}: {first_line(exc)}") from exc
         self._load_processor(source)
@@ -163,6 +177,19 @@ class Qwen2VLBackend:
         self._model_type = model_type
         self._device = device
         return self
+
+    def _from_pretrained(self, model_cls: Any, source: str, kwargs: dict[str, Any]) -> Any:
+        """``from_pretrained``; an attention implementation that cannot run here is a ModelError."""
+        try:
+            return model_cls.from_pretrained(source, **kwargs)
+        except ImportError as exc:  # transformers' "FlashAttention2 has been toggled on, but ..." and kin
+            if not self.attn_implementation:
+                raise
+            raise ModelError(
+                f"cannot load {self.model_id} with attn_implementation={self.attn_implementation}: "
+                f"{first_line(exc)}; install it (flash attention needs `pip install flash-attn` and a CUDA "
+                f"GPU of compute capability 8.0 or newer) or use --attn-implementation sdpa"
+            ) from exc
 
     def _source(self) -> str:
         """The checkpoint path or hub id; a path that looks local must exist."""
@@ -194,8 +221,8 @@ class Qwen2VLBackend:
                 ) from exc
             raise ModelError(
                 f"cannot load {self.model_id}: not in the Hugging Face cache and the hub is unreachable "
-                f"(or the id is wrong); download it with `huggingface-cli download {self.model_id}` "
-                "or pass a local directory"
+                f"(or the id is wrong); download it with `hf download {self.model_id} --local-dir DIR` "
+                "and pass that directory"
             ) from exc
         except ValueError as exc:
             raise ModelError(
@@ -500,6 +527,28 @@ def _model_class(model_type: str | None) -> Any:
         f"transformers {transformers.__version__} cannot load model type {model_type!r}; "
         "pip install -U transformers"
     )
+
+
+def _has_accelerate() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("accelerate") is not None
+
+
+def _placement_kwargs(device: torch.device, has_accelerate: bool) -> dict[str, Any]:
+    """``from_pretrained`` arguments that load the weights straight onto ``device``: a ``device_map`` on
+    CUDA when accelerate is installed (transformers needs it for one); none elsewhere (moved after load)."""
+    import torch
+
+    if device.type != "cuda":
+        return {}
+    if not has_accelerate:
+        logger.warning("accelerate is not installed: the model loads into host memory before it moves to "
+                       "%s (about 16 GB for a 7B model); pip install accelerate to load it straight onto the "
+                       "GPU", device)
+        return {}
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return {"device_map": {"": index}}
 
 
 def _dtype_kwarg() -> str:

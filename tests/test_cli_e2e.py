@@ -155,7 +155,7 @@ def test_ground_table_and_plot(runs, tiny_blip2_dir, tiny_encoder, tiny_features
         lines = block.splitlines()
         assert lines[1].startswith("decomposition: none, VLM-only")
         assert lines[2].split() == ["#", "start", "end", "start", "s", "end", "s", "score"]
-        rows = [line.split() for line in lines[3:] if line.strip()]
+        rows = [line.split() for line in lines[3:] if line.strip() and not line.startswith("wrote ")]
         moments = expected_moments(tiny_blip2_dir, tiny_encoder, tiny_features["cup"], query)
         assert rows == [
             [str(i), _clock(m.start), _clock(m.end), f"{m.start:.2f}", f"{m.end:.2f}", f"{m.score:.3f}"]
@@ -163,6 +163,7 @@ def test_ground_table_and_plot(runs, tiny_blip2_dir, tiny_encoder, tiny_features
         ]
     for index in (1, 2):
         assert (runs["work"] / f"curves-{index}.png").read_bytes()[:8] == PNG
+        assert f"wrote {runs['work'] / f'curves-{index}.png'}" in out.splitlines()
 
 
 def test_ground_json_from_a_queries_file(runs, tiny_blip2_dir, tiny_encoder, tiny_features) -> None:

@@ -9,6 +9,7 @@ Expected predictions are computed by hand from the encoder's similarity and `gro
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -301,3 +302,29 @@ def test_missing_and_unreadable_feature_files(
         evaluate("charades-sta", annotation_file, tmp_path / "nowhere", progress=False)
     with pytest.raises(InputError, match="unknown dataset"):
         evaluate("kinetics", annotation_file, partial, progress=False)
+
+
+def test_reference_profile_warns_about_features_not_made_with_the_official_numerics(
+    tmp_path, annotation_file, tiny_blip2_dir, tiny_features, caplog
+) -> None:
+    from dataclasses import replace
+
+    features_dir = tmp_path / "features"
+    made = {"cup": "autocast-float16", "bikes": "bfloat16", "bigbuckbunny": None}
+    for vid, precision in made.items():
+        replace(tiny_features[vid], precision=precision).save(features_dir / f"{vid}.safetensors")
+    run = dict(model=str(tiny_blip2_dir), device="cpu", progress=False)
+    with caplog.at_level(logging.WARNING, logger="tfvtg.evaluate"):
+        evaluate("charades-sta", annotation_file, features_dir, profile="reference", **run)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "2 of 3 feature files were not made with the official numerics (autocast-float16" in warnings[0]
+    assert "1 in an unrecorded precision, 1 in bfloat16" in warnings[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tfvtg.evaluate"):
+        evaluate("charades-sta", annotation_file, features_dir, profile="default", **run)
+        for vid in made:
+            official = replace(tiny_features[vid], precision="autocast-float16")
+            official.save(features_dir / f"{vid}.safetensors")
+        evaluate("charades-sta", annotation_file, features_dir, profile="reference", **run)
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]

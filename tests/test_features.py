@@ -199,8 +199,55 @@ def test_save_load_round_trip_bit_exact(tmp_path):
     assert back.features.dtype == np.float16 and back.features.tobytes() == feats.features.tobytes()
     assert back.timestamps.dtype == np.float64 and back.timestamps.tobytes() == feats.timestamps.tobytes()
     assert back.metadata() == feats.metadata()
-    names = ("duration", "fps", "encoder", "image_size", "sampling", "video", "skipped_frames", "version")
+    names = ("duration", "fps", "encoder", "image_size", "sampling", "video", "skipped_frames", "version",
+             "precision")
     assert [getattr(back, n) for n in names] == [getattr(feats, n) for n in names]
+
+
+def test_precision_is_recorded_and_old_files_without_it_load(tmp_path, cfr_video, encoder):
+    from dataclasses import replace
+
+    from safetensors.numpy import save_file
+
+    from tfvtg.features import read_metadata
+
+    assert extract_features(cfr_video, encoder, progress=False).precision is None  # the encoder does not say
+    encoder.config = replace(encoder.config, precision="bfloat16")
+    made = extract_features(cfr_video, encoder, progress=False)
+    assert made.precision == "bfloat16" and made.metadata()["precision"] == "bfloat16"
+    path = made.save(tmp_path / "new.safetensors")
+    assert VideoFeatures.load(path).precision == "bfloat16" and read_metadata(path)["precision"] == "bfloat16"
+    old_meta = {k: v for k, v in random_features().metadata().items() if k != "precision"}
+    save_file({"features": np.zeros((2, 32, 256), np.float16), "timestamps": np.arange(2.0)},
+              str(tmp_path / "old.safetensors"), metadata={"tfvtg": json.dumps(old_meta)})
+    old = load_features(tmp_path / "old.safetensors")
+    assert old.precision is None and len(old) == 2 and read_metadata(tmp_path / "old.safetensors").get(
+        "precision") is None
+    np.save(tmp_path / "vid.npy", np.zeros((3, 32, 256), np.float16))
+    assert load_features(tmp_path / "vid.npy", duration=1.0).precision == "autocast-float16"  # official
+    with pytest.raises(InputError, match="precision must be a name"):
+        random_features(precision=16)
+
+
+def test_cache_entry_of_another_precision_is_a_miss(tmp_path, own_video, caplog):
+    from dataclasses import replace
+
+    cache = FeatureCache(tmp_path)
+    fp32 = MeanColorEncoder()
+    fp32.config = replace(fp32.config, precision="float32")
+    cache.get_or_extract(own_video, fp32, progress=False)
+    assert cache.get(own_video, "mean-color", 3.0, precision="float32").precision == "float32"
+    assert cache.get(own_video, "mean-color", 3.0) is not None  # a caller that does not say: any precision
+    with caplog.at_level(logging.INFO, logger="tfvtg.features"):
+        assert cache.get(own_video, "mean-color", 3.0, precision="bfloat16") is None
+    assert "made in float32, not bfloat16" in caplog.text
+    bf16 = MeanColorEncoder()
+    bf16.config = replace(bf16.config, precision="bfloat16")
+    assert cache.get_or_extract(own_video, bf16, progress=False).precision == "bfloat16"
+    assert bf16.calls > 0  # extracted again, and now cached in bfloat16
+    unknown = MeanColorEncoder()  # files and encoders that record no precision match any
+    assert cache.get_or_extract(own_video, unknown, progress=False).precision == "bfloat16"
+    assert unknown.calls == 0
 
 
 def test_file_is_plain_safetensors_with_json_metadata(tmp_path):

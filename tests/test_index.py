@@ -97,10 +97,11 @@ def test_add_info_search_remove(collection: Collection, tiny_blip2_dir: Path, ti
         reopened.remove([best.video])
 
 
-def test_grounder_options_flow_through(collection: Collection, tiny_blip2_dir: Path,
-                                       tiny_encoder: Any) -> None:
+@pytest.mark.parametrize("options", [{"profile": "reference", "preset": "activitynet", "stride_seconds": 2.0},
+                                     {"method": "tag"}])
+def test_grounder_options_flow_through(collection: Collection, tiny_blip2_dir: Path, tiny_encoder: Any,
+                                       options: dict[str, Any]) -> None:
     """Options given to search build its Grounder (default model: the index's encoder), as `ground`'s do."""
-    options = {"profile": "reference", "preset": "activitynet", "stride_seconds": 2.0}
     hits = collection.search(QUERY, top_k=4, device="cpu", **options)
     assert hits == collection.search(QUERY, top_k=4, grounder=tiny_grounder(tiny_blip2_dir, tiny_encoder,
                                                                             **options))

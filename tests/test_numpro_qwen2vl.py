@@ -188,7 +188,7 @@ def test_incomplete_directory_is_a_model_error(tmp_path):
 
 def test_uncached_hub_id_says_how_to_download(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelError, match="huggingface-cli download nobody-here/no-such-model"):
+    with pytest.raises(ModelError, match="hf download nobody-here/no-such-model"):
         Qwen2VLBackend("nobody-here/no-such-model").load()
 
 
@@ -229,3 +229,40 @@ def test_create_mllm_builds_this_backend_lazily(tiny_qwen2vl_dir):
     assert not mllm.loaded and mllm.name == f"qwen2-vl:{tiny_qwen2vl_dir}"
     assert isinstance(mllm.answer(_frames(3), PROMPT, times=[0.0, 1.0, 2.0]), str)
     assert mllm.last_generated_tokens <= 5
+
+
+def test_missing_flash_attention_is_a_model_error(tiny_qwen2vl_dir):
+    backend = Qwen2VLBackend(str(tiny_qwen2vl_dir), device="cpu", attn_implementation="flash_attention_2")
+    with pytest.raises(ModelError, match=r"attn_implementation=flash_attention_2: FlashAttention2 .*"
+                                         r"--attn-implementation sdpa"):
+        backend.load()
+    assert not backend.loaded
+
+
+def test_cuda_loads_through_a_device_map_when_accelerate_is_there(caplog):
+    import torch
+
+    from numpro.qwen2vl import _placement_kwargs
+
+    assert _placement_kwargs(torch.device("cpu"), True) == {}
+    assert _placement_kwargs(torch.device("cuda:1"), True) == {"device_map": {"": 1}}
+    with caplog.at_level("WARNING", logger="numpro.qwen2vl"):
+        assert _placement_kwargs(torch.device("cuda:1"), False) == {}  # loaded, then moved
+    assert "pip install accelerate" in caplog.text
+
+
+def test_create_mllm_and_the_cli_pass_max_pixels_and_attention(tiny_qwen2vl_dir, tmp_path, capsys):
+    from numpro.cli import main
+    from numpro.mllm import create_mllm
+    from tests.fixtures.videos import make_video
+
+    mllm = create_mllm(f"qwen2-vl:{tiny_qwen2vl_dir}", device="cpu", max_pixels=28 * 28,
+                       attn_implementation="eager")
+    assert (mllm.max_pixels, mllm.attn_implementation) == (784, "eager")
+    clip = make_video(tmp_path / "clip.mp4", n_frames=20, fps=10, size=(48, 64))
+    argv = ["ground", str(clip), "a dog", "--mllm", f"qwen2-vl:{tiny_qwen2vl_dir}", "--device", "cpu",
+            "--max-pixels", "784", "--attn-implementation", "flash_attention_2"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot load") and "flash_attention_2" in err and "Traceback" not in err
+    assert main([*argv[:-2], "--max-pixels", "100"]) == 2  # below one 28x28 patch group: a usage error

@@ -13,12 +13,22 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from tfvtg import __version__
-from tfvtg.console import MAX_FPS, check_output_path, option_group, run_group, verbose_option, writing
+from tfvtg.console import (
+    MAX_FPS,
+    OutputSet,
+    check_output_path,
+    counted,
+    option_group,
+    run_group,
+    verbose_option,
+    writing,
+)
 from tfvtg.datasets import DATASETS
 from tfvtg.encoders import DEFAULT_ENCODER
 from tfvtg.errors import InputError, VideoError
 from tfvtg.evaluate import FEATURE_FORMATS
 from tfvtg.localize import PRESETS, PROFILES
+from tfvtg.pipeline import GROUNDING_METHODS
 from tfvtg.search_cli import add_search_commands
 from tfvtg.video import SAMPLING_MODES, VIDEO_SUFFIXES
 
@@ -45,7 +55,9 @@ _encoder_options = option_group(
     click.option("--device", default="auto", show_default=True,
                  help="auto (cuda, mps, cpu), cpu, cuda, cuda:N, mps."),
     click.option("--dtype", default=None,
-                 help="float32, float16 or bfloat16 [default: bf16 on CUDA, else fp32]."),
+                 help="Encoder precision: autocast-float16 (fp32 weights, fp16 autocast: the official "
+                      "numerics), float32, float16 or bfloat16 [default: autocast-float16 on CUDA, else "
+                      "float32]."),
     click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
                  help="Frames per encoder batch."),
     click.option("--fps", type=click.FloatRange(min=0, min_open=True, max=MAX_FPS), default=None,
@@ -54,7 +66,13 @@ _encoder_options = option_group(
                  help="Reuse the last frame's features below this mean absolute pixel difference (0-255)."),
 )
 
+_method_option = click.option(
+    "--method", type=click.Choice(GROUNDING_METHODS), default="tfvtg", show_default=True,
+    help="tfvtg: TFVTG's windows; tag: TAG's scene clustering (no LLM needed; with LLM decompositions, "
+         "TFVTG's LLM flow around it).")
+
 _method_options = option_group(  # how a video is grounded (ground, plot, search)
+    _method_option,
     click.option("--profile", type=click.Choice(PROFILES), default="default",
                  show_default=True,
                  help="default: the paper's method, bugs fixed; reference: the official code's decisions."),
@@ -69,14 +87,14 @@ _method_options = option_group(  # how a video is grounded (ground, plot, search
                  help="LLM for the query decomposition (any OpenAI-compatible model); none: VLM only."),
     click.option("--llm-base-url", default=None, metavar="URL",
                  help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 [default: OPENAI_BASE_URL]"),
-    click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
                  help="Cache root, features/ and llm/ inside [default: $TFVTG_CACHE, else "
                       "$XDG_CACHE_HOME/tfvtg or ~/.cache/tfvtg]."),
     click.option("--no-cache", is_flag=True, help="Neither read nor write the caches."),
 )
 _grounding_options = option_group(
     click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
-                 help="Spans per query."),
+                 help="At most this many spans per query (fewer when fewer distinct spans are found)."),
     _method_options,
 )
 
@@ -92,7 +110,8 @@ def _make_grounder(options: dict[str, Any]) -> Grounder:
             raise InputError(f"{exc}; pass --cache-dir DIR or --no-cache") from None
     return Grounder(
         options["model"], device=options["device"], dtype=options["dtype"], fps=options["fps"],
-        profile=options["profile"], preset=options["preset"], stride_seconds=options["stride_seconds"],
+        profile=options["profile"], method=options["method"], preset=options["preset"],
+        stride_seconds=options["stride_seconds"],
         max_length_seconds=options["max_length_seconds"], llm=options["llm"],
         llm_base_url=options["llm_base_url"], cache_dir=options["cache_dir"],
         use_cache=not options["no_cache"], batch_size=options["batch_size"],
@@ -105,15 +124,21 @@ def _read_queries(query: str | None, queries: Sequence[str], queries_file: Path 
 
     texts = ([query] if query is not None else []) + list(queries)
     if queries_file is not None:
+        if queries_file.is_dir():
+            raise InputError(f"--queries-file {queries_file} is a folder; give a text file")
         if not queries_file.is_file():
             raise InputError(f"queries file not found: {queries_file}")
-        try:
-            lines = queries_file.read_text(encoding="utf-8").splitlines()
+        try:  # utf-8-sig: a byte-order mark (Windows editors write one) is not part of the first query
+            lines = queries_file.read_text(encoding="utf-8-sig").splitlines()
         except UnicodeDecodeError:
             raise InputError(f"{queries_file}: not a UTF-8 text file") from None
         except OSError as exc:
             raise InputError(f"cannot read queries file {queries_file}: {exc.strerror or exc}") from None
-        texts += [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        found = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        if not found:
+            raise InputError(f"queries file {queries_file} holds no query (only blank lines and # comments): "
+                             "write one query per line")
+        texts += found
     if not texts:
         raise InputError("no query given: pass QUERY, --query TEXT or --queries-file FILE")
     return [check_query(text) for text in texts]
@@ -146,7 +171,15 @@ def _moments_table(result: GroundingResult) -> list[str]:
     rows += [(str(i), _clock(m.start), _clock(m.end), f"{m.start:.2f}", f"{m.end:.2f}", f"{m.score:.3f}")
              for i, m in enumerate(result.moments, start=1)]
     widths = [max(len(row[c]) for row in rows) for c in range(6)]
-    return ["  " + "  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines = ["  " + "  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    scores = [m.score for m in result.moments]
+    meta = getattr(result, "meta", None)  # numpro's details have a meta() method, and no profile
+    reference = isinstance(meta, dict) and meta.get("profile") == "reference"
+    if reference and any(s > scores[0] for s in scores[1:]):  # the official code's order, kept
+        lines.append("  note: ranked as the official code ranks (--profile reference): its confidences "
+                     "invert when the best window's score is negative (bug B2), so a lower rank can show a "
+                     "higher score")
+    return lines
 
 
 def _numbered(path: Path, index: int, count: int) -> Path:
@@ -159,10 +192,10 @@ def _numbered(path: Path, index: int, count: int) -> Path:
 @click.argument("query", required=False)
 @click.option("--query", "-q", "queries", multiple=True,
               help="A query (repeat for several; the video is encoded once).")
-@click.option("--queries-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--queries-file", type=click.Path(path_type=Path), default=None,
               help="A text file with one query per line (blank lines and # comments skipped).")
 @click.option("--json", "as_json", is_flag=True, help="One QVHighlights-style JSON line per query.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=None,
               help="Also save a figure of the curves and spans (numbered -1, -2, ... for several queries).")
 @_grounding_options
 @_encoder_options
@@ -184,8 +217,13 @@ def ground(video: Path, query: str | None, queries: tuple[str, ...], queries_fil
 
     texts = _read_queries(query, queries, queries_file)
     probe_video(check_video_path(video))  # a file that is no video fails before the model loads
+    figures = None
     if plot_path is not None:
+        from tfvtg.plot import check_figure_path
+
         check_output_path(plot_path, inputs=[video, queries_file], what="--plot")
+        check_figure_path(plot_path, what="--plot")
+        figures = OutputSet(plot_path.parent, _figure_names(plot_path), "figures")
     grounder = _make_grounder(options)
     start = time.perf_counter()
     grounder.encoder  # noqa: B018 (load the model first, so that its time is reported on its own)
@@ -194,13 +232,17 @@ def ground(video: Path, query: str | None, queries: tuple[str, ...], queries_fil
     features = grounder.encode_video(video)
     encode_s = time.perf_counter() - start
     if not as_json:
-        click.echo(f"video: {video.name} ({features.duration:.2f} s, {len(features.timestamps)} frames at "
-                   f"{features.fps:g} fps; model {grounder.model}, profile {grounder.profile})")
+        frames = counted(len(features.timestamps), "frame")
+        click.echo(f"video: {video.name} ({features.duration:.2f} s, {frames} at {features.fps:g} fps; "
+                   f"model {grounder.model}, method {grounder.method}, profile {grounder.profile})")
+    if figures is not None:
+        figures.clear()  # figures of an earlier run with more queries must not stay beside this run's
     for index, text in enumerate(texts, start=1):
         result = grounder.ground_details(features, text, top_k=options["top_k"])
         first = index == 1  # the model load and the video's features are paid by the first query only
         result.meta["timings"].update(load_s=round(load_s if first else 0.0, 4),
                                       encode_s=round(encode_s if first else 0.0, 4))
+        figure_path = None
         if plot_path is not None:
             from tfvtg.plot import plot_result, save_figure
 
@@ -209,18 +251,27 @@ def ground(video: Path, query: str | None, queries: tuple[str, ...], queries_fil
                 save_figure(plot_result(result), figure_path)
         if as_json:
             click.echo(json.dumps(result.to_prediction(qid=index - 1, vid=video.stem), ensure_ascii=False))
-            continue
-        click.echo("")
-        click.echo(f"query: {text}")
-        for line in _describe_decomposition(result) + _moments_table(result):
-            click.echo(line)
+        else:
+            click.echo("")
+            click.echo(f"query: {text}")
+            for line in _describe_decomposition(result) + _moments_table(result):
+                click.echo(line)
+        if figure_path is not None:  # on stderr under --json, whose stdout is JSON lines only
+            click.echo(f"wrote {figure_path}", err=as_json)
+
+
+def _figure_names(plot_path: Path) -> str:
+    """The file names `tfvtg ground --plot PATH` writes: PATH, or PATH numbered -1, -2, ... for several."""
+    import re
+
+    return re.escape(plot_path.stem) + r"(-\d+)?" + re.escape(plot_path.suffix)
 
 
 @cli.command()
 @verbose_option
 @click.argument("video", type=click.Path(path_type=Path))
 @click.argument("query")
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path),
               help="Image file to write (.png, .pdf, .svg).")
 @click.option("--gt", "gt", type=(float, float), multiple=True, metavar="START END",
               help="A true span in seconds to draw (repeatable).")
@@ -230,17 +281,25 @@ def plot(video: Path, query: str, out_path: Path, gt: tuple[tuple[float, float],
          **options: Any) -> None:
     """Save a figure of QUERY's similarity curves over VIDEO with the predicted spans."""
     from tfvtg.grounder import check_query, check_video_path
-    from tfvtg.plot import plot_result, save_figure
+    from tfvtg.plot import check_figure_path, plot_result, save_figure
     from tfvtg.video import probe_video
 
     query = check_query(query)
-    probe_video(check_video_path(video))
+    info = probe_video(check_video_path(video))
     for start, end in gt:
         if not (math.isfinite(start) and math.isfinite(end) and 0 <= start <= end):
             raise InputError(f"--gt {start:g} {end:g}: give START END in seconds with 0 <= START <= END")
+        if info.duration is not None and start >= info.duration:  # it could not be drawn
+            raise InputError(f"--gt {start:g} {end:g} starts after the end of {video.name} "
+                             f"({info.duration:.2f} s)")
     check_output_path(out_path, inputs=[video], what="--out")
+    check_figure_path(out_path, what="--out")
     grounder = _make_grounder(options)
     result = grounder.ground_details(video, query, top_k=options["top_k"])
+    for start, end in gt:  # the decoded length is known now; a span past it is drawn up to the end
+        if end > result.duration + 0.5:
+            logging.getLogger("tfvtg").warning("--gt %g %g ends after the end of %s (%.2f s); drawn up to "
+                                               "the end", start, end, video.name, result.duration)
     with writing(out_path, "figure"):
         save_figure(plot_result(result, gt=list(gt) or None), out_path)
     click.echo(f"wrote {out_path}")
@@ -355,29 +414,38 @@ def extract(videos: tuple[Path, ...], out_dir: Path, shard: str | None, skip_exi
               help="TFVTG llm_outputs.json: run the full method with these decompositions (else VLM only).")
 @click.option("--profile", type=click.Choice(PROFILES), default="default", show_default=True,
               help="reference: the official code's decisions (reproduces its numbers on its features).")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@_method_option
+@click.option("--out", "out_path", type=click.Path(path_type=Path), default=None,
               help="Write the predictions here (JSON lines, QVHighlights style).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N queries.")
 @click.option("--skip-missing", is_flag=True, help="Skip videos without a feature file instead of failing.")
+@click.option("--skip-bad", is_flag=True,
+              help="Skip videos whose feature file cannot be used (damaged, non-finite values, another "
+                   "model's or another video's) instead of failing; they are named and counted.")
 @click.option("--top-k", type=click.IntRange(min=1), default=None,
-              help="Windows per prediction [default: 5; 7 for qvhighlights].")
+              help="At most this many windows per prediction [default: 5; 7 for qvhighlights].")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
 @click.option("--model", default=DEFAULT_ENCODER, show_default=True,
               help="Text encoder (the one that made the features).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N, mps.")
-@click.option("--dtype", default=None, help="float32, float16 or bfloat16.")
+@click.option("--dtype", default=None,
+              help="Text encoder precision: autocast-float16, float32, float16 or bfloat16 [default: "
+                   "autocast-float16 on CUDA, else float32].")
 def evaluate(dataset: str, annotations: Path, features_dir: Path, feature_format: str,
-             llm_outputs: Path | None, profile: str, out_path: Path | None, limit: int | None,
-             skip_missing: bool, top_k: int | None, as_json: bool, model: str, device: str,
+             llm_outputs: Path | None, profile: str, method: str, out_path: Path | None, limit: int | None,
+             skip_missing: bool, skip_bad: bool, top_k: int | None, as_json: bool, model: str, device: str,
              dtype: str | None) -> None:
     """Ground every query of a benchmark split from feature files and print its metrics.
 
     Charades-STA and ActivityNet: R1@0.3/0.5/0.7 and mIoU; QVHighlights: R1@0.5/0.7 and mAP, plus the
     highlight metrics (HL-min-VeryGood mAP, HIT@1) from per-2-s-clip saliency, and R1/mAP per ground-truth
     length bucket (short/middle/long, as Moment-DETR reports). A video without a feature file is an error
-    unless --skip-missing (the skipped queries are counted and left out of the metrics).
+    unless --skip-missing, one with an unusable file unless --skip-bad (the skipped queries are counted and
+    left out of the metrics). If the run stops early (an error, Ctrl-C), the predictions made so far are kept
+    in OUT.partial.jsonl beside --out.
     """
-    from tfvtg.datasets import write_jsonl
+    from tfvtg.console import save_partial, write_predictions
+    from tfvtg.errors import TfvtgError
     from tfvtg.evaluate import evaluate as run_evaluation
     from tfvtg.metrics import format_metrics
 
@@ -385,28 +453,40 @@ def evaluate(dataset: str, annotations: Path, features_dir: Path, feature_format
         check_output_path(out_path, inputs=[annotations, llm_outputs], what="--out")
         if out_path.suffix.lower() in {".safetensors", ".npy"} and out_path.exists():
             raise InputError(f"--out {out_path} is a feature file; write the predictions to a .jsonl file")
-    report = run_evaluation(dataset, annotations, features_dir, feature_format=feature_format,
-                            llm_outputs=llm_outputs, profile=profile, model=model, device=device, dtype=dtype,
-                            limit=limit, skip_missing=skip_missing, top_k=top_k, progress=True)
+    made: list[dict[str, Any]] = []
+    try:
+        report = run_evaluation(dataset, annotations, features_dir, feature_format=feature_format,
+                                llm_outputs=llm_outputs, profile=profile, method=method, model=model,
+                                device=device, dtype=dtype, limit=limit, skip_missing=skip_missing,
+                                skip_bad=skip_bad, top_k=top_k, progress=True, on_prediction=made.append)
+    except (TfvtgError, KeyboardInterrupt):
+        save_partial(out_path, made, None)
+        raise
     if out_path is not None:
-        with writing(out_path, "--out"):
-            write_jsonl(out_path, report.predictions)
+        write_predictions(out_path, report.predictions)
     rate = report.n_queries / report.seconds if report.seconds > 0 else float("inf")
     summary = {"dataset": dataset, "queries": report.n_queries, "videos": report.n_videos,
-               "method": report.method, "profile": profile, "seconds": round(report.seconds, 2),
-               "skipped_queries": report.skipped_queries, "missing_videos": len(report.missing_videos)}
+               "method": report.method, "localizer": method, "profile": profile,
+               "seconds": round(report.seconds, 2),
+               "skipped_queries": report.skipped_queries, "missing_videos": len(report.missing_videos),
+               "bad_videos": len(report.bad_videos), "load_seconds": round(report.load_seconds, 2)}
     if as_json:
         click.echo(json.dumps({**summary, "metrics": report.metrics}))
         return
     source = "LLM decompositions" if report.method == "full" else "no LLM outputs"
     click.echo(f"{dataset}: {report.n_queries} queries of {report.n_videos} videos, {report.method} "
-               f"({source}), profile {profile}")
+               f"({source}), profile {profile}, method {method}")
     if report.skipped_queries:
-        click.echo(f"skipped {report.skipped_queries} queries of {len(report.missing_videos)} videos with no "
-                   f"feature file (not in the metrics)")
+        why = []
+        if report.missing_videos:
+            why.append(counted(len(report.missing_videos), "video") + " with no feature file")
+        if report.bad_videos:
+            why.append(counted(len(report.bad_videos), "video") + " with an unusable one")
+        click.echo(f"skipped {counted(report.skipped_queries, 'query', 'queries')} of {' and '.join(why)} "
+                   "(not in the metrics)")
     click.echo(format_metrics(report.metrics))
-    click.echo(f"took {report.seconds:.1f} s ({rate:.1f} queries/s)"
-               + (f"; predictions in {out_path}" if out_path is not None else ""))
+    click.echo(f"took {report.seconds:.1f} s ({rate:.1f} queries/s), plus {report.load_seconds:.1f} s "
+               "loading the model" + (f"; predictions in {out_path}" if out_path is not None else ""))
 
 
 # ------------------------------------------------------------------------------------------------- decompose
@@ -438,14 +518,14 @@ def _print_decomposition(query: str, answer: dict[str, Any] | None, source: str,
               help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 [default: $OPENAI_BASE_URL; "
                    "the key comes from $OPENAI_API_KEY].")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the LLM answer cache.")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
               help="LLM answer cache [default: llm/ in $TFVTG_CACHE, else $XDG_CACHE_HOME/tfvtg or "
                    "~/.cache/tfvtg].")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the answer as TFVTG JSON (plus query, source, note).")
-@click.option("--annotations", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--annotations", type=click.Path(path_type=Path), default=None,
               help="Decompose every sentence of this TFVTG annotation file (vid -> {sentences, ...}).")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--out", "out_path", type=click.Path(path_type=Path), default=None,
               help="With --annotations: the llm_outputs.json to write.")
 @click.option("--concurrency", type=click.IntRange(min=1, max=64), default=4, show_default=True,
               help="With --annotations: requests in flight.")

@@ -13,7 +13,7 @@ import numpy as np
 
 from tfvtg.errors import InputError
 
-__all__ = ["GAMMA", "combine_sub_events", "integrate_sub_events", "pairwise_iou", "vote"]
+__all__ = ["GAMMA", "combine_sub_events", "integrate_sub_events", "pairwise_iou", "vote", "vote_order"]
 
 GAMMA = 0.6  # voting exponent on IoU
 KEEP_COMBINATIONS = 2
@@ -39,12 +39,27 @@ def pairwise_iou(a: np.ndarray, b: np.ndarray, *, profile: str = "default") -> n
     return iou
 
 
+def vote_order(
+    proposals: np.ndarray, gamma: float = GAMMA, *, profile: str = "default"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The order `vote` puts a pool's rows in, and the votes in that order.
+
+    ``vote_j = sum_i IoU(p_i, p_j) ** gamma * max(conf_i, 0)`` (each proposal votes for itself too); rows are
+    ordered by descending vote, ties keeping their order.
+    """
+    pool = np.asarray(proposals, np.float64).reshape(-1, 3)
+    if len(pool) == 0:
+        return np.empty(0, np.int64), np.empty(0)
+    weights = np.maximum(pool[:, 2], 0.0)
+    votes = (pairwise_iou(pool, pool, profile=profile) ** gamma * weights[:, None]).sum(axis=0)
+    order = np.argsort(-votes, kind="stable")
+    return order, votes[order]
+
+
 def vote(
     proposals: np.ndarray, gamma: float = GAMMA, *, profile: str = "default"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Rank a pool of proposals by IoU-weighted voting.
-
-    ``vote_j = sum_i IoU(p_i, p_j) ** gamma * max(conf_i, 0)`` (each proposal votes for itself too).
+    """Rank a pool of proposals by IoU-weighted voting (`vote_order`).
 
     Args:
         proposals: (N, 3) ``[start, end, confidence]``.
@@ -56,12 +71,8 @@ def vote(
         the votes in that order.
     """
     pool = np.asarray(proposals, np.float64).reshape(-1, 3)
-    if len(pool) == 0:
-        return pool, np.empty(0)
-    weights = np.maximum(pool[:, 2], 0.0)
-    votes = (pairwise_iou(pool, pool, profile=profile) ** gamma * weights[:, None]).sum(axis=0)
-    order = np.argsort(-votes, kind="stable")
-    return pool[order], votes[order]
+    order, votes = vote_order(pool, gamma, profile=profile)
+    return pool[order], votes
 
 
 def combine_sub_events(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 import tempfile
 import traceback
@@ -24,7 +25,8 @@ from tfvtg.errors import InputError, TfvtgError
 from tfvtg.video import MAX_FPS  # re-exported: the commands' --fps limit
 
 __all__ = [
-    "MAX_FPS", "check_output_path", "option_group", "run_group", "setup_logging", "verbose_option", "writing",
+    "MAX_FPS", "OutputSet", "check_output_path", "counted", "option_group", "run_group", "save_partial",
+    "setup_logging", "verbose_option", "write_predictions", "writing",
 ]
 
 _LOG_FORMAT = "%(levelname)s: %(message)s"
@@ -39,9 +41,23 @@ class _LowercaseLevel(logging.Formatter):
         return super().format(copy)
 
 
+class _ProgressAwareHandler(logging.StreamHandler):
+    """A stderr handler that prints above tqdm progress bars instead of onto the line of one."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        tqdm_module = sys.modules.get("tqdm")  # a bar can only be on screen once tqdm is imported
+        if tqdm_module is None:
+            super().emit(record)
+            return
+        try:
+            tqdm_module.tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # noqa: BLE001 (logging's contract: a failing handler reports, never raises)
+            self.handleError(record)
+
+
 def setup_logging(verbose: bool = False) -> None:
-    """Send the toolkit's log records to stderr (info and up; debug with ``verbose``)."""
-    handler = logging.StreamHandler(sys.stderr)
+    """Send the toolkit's log records to stderr (info and up; debug with ``verbose``), above progress bars."""
+    handler = _ProgressAwareHandler(sys.stderr)
     handler.setFormatter(_LowercaseLevel(_LOG_FORMAT))
     for name in ("tfvtg", "numpro"):
         logger = logging.getLogger(name)
@@ -51,9 +67,11 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def _set_verbose(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
-    ctx.meta["tfvtg.verbose"] = value
-    setup_logging(value)
-    return value
+    # ctx.meta is shared by the group's and the command's contexts: -v given to either one holds for both.
+    verbose = bool(value or ctx.meta.get("tfvtg.verbose", False))
+    ctx.meta["tfvtg.verbose"] = verbose
+    setup_logging(verbose)
+    return verbose
 
 
 # Given to the group and to every command, so that -v works before and after the command name.
@@ -121,6 +139,97 @@ def check_output_path(
         reason = exc.strerror or exc
         raise InputError(f"cannot write {what} {out}: folder {target} is not writable ({reason})") from None
     return out
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``"1 frame"``, ``"30 frames"``: a count with its noun in the right number (``plural`` when not +s)."""
+    return f"{n} {noun if n == 1 else (plural or noun + 's')}"
+
+
+class OutputSet:
+    """The set of files one command writes into a folder, named by a pattern: a rerun leaves only its own.
+
+    Every command that writes several files into a folder (``numpro overlay``'s frames, ``tfvtg ground
+    --plot``'s numbered figures) declares the names it owns and calls `clear` before writing: files of that
+    form left by an earlier run are removed, so the folder never mixes two runs (a shorter video's 9 frames
+    beside a longer one's frames 9-29). Files of any other name are the user's and are never touched.
+
+    Args:
+        folder: Where the files go.
+        pattern: Regular expression a whole file name of the set matches.
+        what: The set in messages (``"numbered frames"``).
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], pattern: str, what: str) -> None:
+        self.folder = Path(folder)
+        self.pattern = re.compile(pattern)
+        self.what = what
+
+    def existing(self) -> list[Path]:
+        """Files in the folder whose names are of this set's form, sorted."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(p for p in self.folder.iterdir() if self.pattern.fullmatch(p.name) and p.is_file())
+
+    def clear(self, keep: Iterable[str | os.PathLike[str]] = ()) -> int:
+        """Remove the set's files left by an earlier run (except ``keep``); log and return how many.
+
+        Raises:
+            InputError: A file cannot be removed (say which and why).
+        """
+        kept = {Path(p).name for p in keep}
+        stale = [p for p in self.existing() if p.name not in kept]
+        for path in stale:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue  # removed meanwhile: the aim is reached
+            except OSError as exc:
+                raise InputError(f"cannot remove {path}, left by an earlier run: {exc.strerror or exc}; "
+                                 "remove it or write to another folder") from None
+        if stale:
+            logging.getLogger("tfvtg").info("removed %d %s of an earlier run from %s", len(stale), self.what,
+                                            self.folder)
+        return len(stale)
+
+
+def save_partial(out_path: str | os.PathLike[str] | None, made: Sequence[Any],
+                 total: int | None) -> Path | None:
+    """Keep the predictions paid for when a run stops early: ``OUT.partial.jsonl`` beside ``--out``.
+
+    Written (atomically, never over ``--out``) when there is an ``--out`` and at least one record; the warning
+    says how many (of ``total``, when known) there are and where. Returns the file written, if any.
+    """
+    from tfvtg.datasets import write_jsonl
+
+    if out_path is None or not made:
+        return None
+    partial = _partial_path(out_path)
+    with writing(partial, "partial predictions"):
+        write_jsonl(partial, made)
+    done = counted(len(made), "query", "queries") if total is None else \
+        f"{len(made)} of {counted(total, 'query', 'queries')}"
+    logging.getLogger("tfvtg").warning("stopped after %s; their predictions are in %s", done, partial)
+    return partial
+
+
+def _partial_path(out_path: str | os.PathLike[str]) -> Path:
+    out_path = Path(out_path)
+    return out_path.with_name(f"{out_path.stem}.partial{out_path.suffix or '.jsonl'}")
+
+
+def write_predictions(out_path: str | os.PathLike[str], records: Sequence[Any]) -> None:
+    """Write a finished run's predictions to ``--out`` and remove an earlier stopped run's partial file
+    beside it, so the folder never holds a stale ``OUT.partial.jsonl`` next to a complete ``OUT``."""
+    from tfvtg.datasets import write_jsonl
+
+    with writing(out_path, "--out"):
+        write_jsonl(out_path, records)
+    partial = _partial_path(out_path)
+    if partial.is_file():
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+        logging.getLogger("tfvtg").info("removed %s, left by an earlier run that stopped", partial)
 
 
 @contextlib.contextmanager

@@ -10,7 +10,9 @@ Three shapes are read:
 * Plain JSON lines for predictions (``write_jsonl`` / ``read_jsonl``), written atomically.
 
 The file order is kept (video order, then sentence order). Ground truth is kept as annotated: 562 Charades-STA
-ends exceed the annotated duration, and the official metrics use them raw, so nothing here clips them.
+ends exceed the annotated duration, and the official metrics use them raw, so nothing here clips them; such
+spans, spans that start at or after the video's end and spans of zero length are counted and named in one
+warning per file (`check_spans`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = [
     "load_qvhighlights",
     "load_llm_outputs",
     "attach_llm_answers",
+    "check_spans",
     "write_jsonl",
     "read_jsonl",
 ]
@@ -97,9 +100,44 @@ def load_dataset(name: str, path: str | os.PathLike) -> list[GroundingQuery]:
     """
     if name not in DATASETS:
         raise InputError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
-    if name == "qvhighlights":
-        return load_qvhighlights(path)
-    return load_tfvtg_annotations(path)
+    queries = load_qvhighlights(path) if name == "qvhighlights" else load_tfvtg_annotations(path)
+    check_spans(queries, _name(path))
+    return queries
+
+
+def check_spans(queries: Sequence[GroundingQuery], source: str) -> dict[str, list[str]]:
+    """Warn, naming the first few, about ground-truth spans that cannot be right as annotated.
+
+    Three kinds, each one warning (they are kept: official files hold them and the official metrics score
+    them raw): spans ending after the video's annotated duration, spans starting at or after it (no
+    prediction can overlap them), and spans of zero length (IoU 0 with any span).
+
+    Returns:
+        Kind (``"end after the video"``, ``"start after the video"``, ``"zero length"``) -> the qids.
+    """
+    found: dict[str, list[str]] = {"end after the video": [], "start after the video": [], "zero length": []}
+    for q in queries:
+        for start, end in q.windows:
+            if start >= q.duration:
+                found["start after the video"].append(f"{q.qid} [{start:g}, {end:g}] of {q.duration:g} s")
+            elif end > q.duration:
+                found["end after the video"].append(f"{q.qid} [{start:g}, {end:g}] of {q.duration:g} s")
+            if end <= start:
+                found["zero length"].append(f"{q.qid} [{start:g}, {end:g}]")
+    total = sum(len(q.windows) for q in queries)
+    for kind, items in found.items():
+        if items:
+            shown = "; ".join(items[:3]) + ("; ..." if len(items) > 3 else "")
+            log.warning("%s: %d of %d ground-truth spans %s (%s); kept as annotated", source, len(items),
+                        total, _KIND_TEXT[kind], shown)
+    return found
+
+
+_KIND_TEXT = {
+    "end after the video": "end after their video's annotated duration",
+    "start after the video": "start at or after their video's end, so no prediction can overlap them",
+    "zero length": "have zero length, so their IoU with any prediction is 0",
+}
 
 
 def load_tfvtg_annotations(path: str | os.PathLike) -> list[GroundingQuery]:
@@ -176,6 +214,7 @@ def load_qvhighlights(path: str | os.PathLike) -> list[GroundingQuery]:
     """
     name = _name(path)
     queries: list[GroundingQuery] = []
+    lines: list[int] = []
     seen: set[str] = set()
     for lineno, record in _iter_jsonl(path):
         where = f"{name}: line {lineno}"
@@ -207,6 +246,13 @@ def load_qvhighlights(path: str | os.PathLike) -> list[GroundingQuery]:
             raise InputError(
                 f"{where}: {len(clip_ids)} relevant_clip_ids but {len(saliency)} saliency_scores entries"
             )
+        if len({len(row) for row in saliency}) > 1:
+            raise InputError(f"{where}: 'saliency_scores' rows must all have one score per annotator")
+        n_clips = int(duration / 2.0)  # QVHighlights' 2-second clips, as its metrics count them
+        if clip_ids and max(clip_ids) >= n_clips:
+            raise InputError(f"{where}: relevant clip id {max(clip_ids)} is beyond the {n_clips} 2-second "
+                             f"clips of a {duration:g} s video")
+        lines.append(lineno)
         queries.append(
             GroundingQuery(
                 qid=qid,
@@ -218,6 +264,14 @@ def load_qvhighlights(path: str | os.PathLike) -> list[GroundingQuery]:
                 saliency_scores=tuple(tuple(int(v) for v in s) for s in saliency),
             )
         )
+    # The highlight metrics need saliency for every annotated query: a file that has it for some records
+    # must have it for all, found now rather than after every query has been grounded.
+    if any(q.relevant_clip_ids for q in queries):
+        for lineno, q in zip(lines, queries, strict=True):
+            if q.windows and not q.relevant_clip_ids:
+                raise InputError(f"{name}: line {lineno} (qid {q.qid}): no 'relevant_clip_ids' / "
+                                 "'saliency_scores', which the other records have and the highlight metrics "
+                                 "need for every query")
     return queries
 
 

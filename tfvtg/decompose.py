@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tfvtg.errors import InputError
+from tfvtg.errors import InputError, check_count
 
 if TYPE_CHECKING:
     from tfvtg.llm import LLMEndpoint
@@ -78,6 +78,8 @@ class Decomposition:
     @classmethod
     def single(cls, query: str, note: str | None = None) -> Decomposition:
         """The plain query as its only description: what the method does without an LLM."""
+        if not isinstance(query, str):
+            raise InputError(f"query must be a sentence (a str), got {type(query).__name__}")
         return cls(query=query.strip(), source="fallback", note=note)
 
     @property
@@ -431,8 +433,9 @@ class Decomposer:
         from tfvtg.llm import LLMEndpoint
         from tfvtg.prompts import load_prompt
 
-        if max_attempts < 1:
-            raise InputError(f"max_attempts must be at least 1, got {max_attempts}")
+        max_attempts = check_count(max_attempts, "max_attempts")
+        if llm is not None and not isinstance(llm, (str, LLMEndpoint)):
+            raise InputError(f"llm must be a model name, an LLMEndpoint or None, got {type(llm).__name__}")
         if isinstance(llm, LLMEndpoint):
             self.endpoint: LLMEndpoint | None = llm
         else:

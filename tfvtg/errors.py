@@ -6,7 +6,13 @@ exits non-zero. Anything else escaping the toolkit is a bug.
 
 from __future__ import annotations
 
-__all__ = ["TfvtgError", "InputError", "VideoError", "ModelError", "LLMError", "first_line", "one_line"]
+import os
+from typing import Any
+
+__all__ = [
+    "TfvtgError", "InputError", "VideoError", "ModelError", "LLMError", "check_count", "check_path",
+    "first_line", "one_line",
+]
 
 
 def one_line(exc: BaseException) -> str:
@@ -18,6 +24,21 @@ def first_line(exc: BaseException) -> str:
     """The first line of a library exception's message (long multi-line reports shortened to their gist)."""
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+def check_count(value: Any, name: str) -> int:
+    """``value`` as an int >= 1; an `InputError` naming ``name`` for anything else (2.7, "3", True, None)."""
+    import numpy as np
+
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"{name} must be a positive integer, got {value!r}"[:160])
+    return int(value)
+
+
+def check_path(value: Any, name: str, what: str = "file") -> None:
+    """Refuse a ``value`` that is not a path (str or os.PathLike): an `InputError` naming ``name``."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise InputError(f"{name} must be a {what} path, got {type(value).__name__}")
 
 
 class TfvtgError(Exception):

@@ -40,6 +40,7 @@ __all__ = [
     "EvaluationReport",
     "check_feature_files",
     "clip_saliency",
+    "feature_file_problems",
     "evaluate",
     "feature_path",
     "load_video_features",
@@ -66,8 +67,10 @@ class EvaluationReport:
         n_queries: Queries evaluated.
         n_videos: Videos evaluated.
         missing_videos: Video ids skipped because no feature file exists (only with ``skip_missing``).
-        skipped_queries: Queries of those videos.
-        seconds: Wall time of the whole run.
+        skipped_queries: Queries of the missing and the bad videos.
+        seconds: Wall time of the run, loading the model excepted (``load_seconds``).
+        bad_videos: Video id -> why its feature file cannot be used (skipped with ``skip_bad``).
+        load_seconds: Time spent loading the text encoder.
         method: ``"full"`` (with LLM answers) or ``"vlm-only"``.
         meta: Profile, preset, model, feature format and other run facts.
     """
@@ -82,6 +85,8 @@ class EvaluationReport:
     seconds: float = 0.0
     method: str = "vlm-only"
     meta: dict[str, Any] = field(default_factory=dict)
+    bad_videos: dict[str, str] = field(default_factory=dict)
+    load_seconds: float = 0.0
 
 
 def feature_path(features_dir: str | os.PathLike[str], vid: str, feature_format: str) -> Path:
@@ -91,11 +96,17 @@ def feature_path(features_dir: str | os.PathLike[str], vid: str, feature_format:
 
 
 def load_video_features(path: Path, feature_format: str, duration: float) -> VideoFeatures:
-    """Read one feature file; official ``.npy`` files take the annotated ``duration`` (no metadata)."""
-    from tfvtg.features import VideoFeatures
+    """Read one feature file; official ``.npy`` files take the annotated ``duration`` (no metadata).
+
+    Raises:
+        InputError: The file cannot be read, or holds non-finite values (named: a damaged extraction).
+    """
+    from tfvtg.features import VideoFeatures, check_finite
 
     if feature_format == "tfvtg-npy":
-        return VideoFeatures.from_tfvtg_npy(path, duration)
+        features = VideoFeatures.from_tfvtg_npy(path, duration)
+        check_finite(features, path)  # `VideoFeatures.load` checks its own
+        return features
     return VideoFeatures.load(path)
 
 
@@ -170,6 +181,7 @@ def check_feature_files(
     *,
     model: str = DEFAULT_ENCODER,
     grounder: Grounder | None = None,
+    durations: Sequence[float] | None = None,
 ) -> None:
     """Check feature files cheaply before a model is loaded: headers only, never the tensors.
 
@@ -186,21 +198,14 @@ def check_feature_files(
         feature_format: ``"tfvtg"`` or ``"tfvtg-npy"``.
         model: The model the features must come from (as `Grounder` takes it).
         grounder: Check against this grounder's model instead of ``model``.
+        durations: The annotated duration of each file's video: a ``tfvtg`` file of a clearly different
+            length (`DURATION_TOLERANCE`) is another video's.
 
     Raises:
         InputError: The first bad file's problem, then how many more there are and the next two.
     """
-    expected = _model_shape(model, grounder)
-    problems = []
-    for path in map(Path, paths):
-        try:
-            if feature_format == "tfvtg-npy":
-                shape = _npy_shape(path)
-            else:
-                shape = _safetensors_shape(path, expected)
-            _check_shape(path, shape, expected)
-        except InputError as exc:
-            problems.append(str(exc))
+    problems = list(feature_file_problems(paths, feature_format, model=model, grounder=grounder,
+                                          durations=durations).values())
     if len(problems) == 1:
         raise InputError(problems[0])
     if problems:  # the first problem leads; then how many more, and the next two
@@ -209,7 +214,58 @@ def check_feature_files(
                          f"be used: {more}")
 
 
-def _safetensors_shape(path: Path, expected: _ModelShape) -> tuple[int, ...]:
+# A feature file whose video is longer or shorter than the annotated duration by more than both of these
+# (seconds, fraction) belongs to another video. Decoded and annotated lengths differ by a frame or two.
+DURATION_TOLERANCE = (1.0, 0.1)
+
+
+def feature_file_problems(
+    paths: Sequence[str | os.PathLike[str]],
+    feature_format: str = "tfvtg",
+    *,
+    model: str = DEFAULT_ENCODER,
+    grounder: Grounder | None = None,
+    durations: Sequence[float] | None = None,
+) -> dict[Path, str]:
+    """What is wrong with each unusable feature file, from headers only (see `check_feature_files`)."""
+    expected = _model_shape(model, grounder)
+    problems: dict[Path, str] = {}
+    for i, path in enumerate(map(Path, paths)):
+        try:
+            if feature_format == "tfvtg-npy":
+                shape = _npy_shape(path)
+            else:
+                shape = _safetensors_shape(path, expected, None if durations is None else durations[i])
+            _check_shape(path, shape, expected)
+        except InputError as exc:
+            problems[path] = str(exc)
+    return problems
+
+
+def warn_unofficial_precision(paths: Sequence[str | os.PathLike[str]]) -> None:
+    """Warn (one line) when feature files were not made with the official numerics (headers only).
+
+    ``--profile reference`` reproduces the official code's decisions, and its numbers only from features made
+    as the official ones were (``autocast-float16``, `tfvtg.device.OFFICIAL_PRECISION`): other precisions move
+    similarities by ~1e-3, enough to change some top-1 spans. Files that record no precision count as other.
+    """
+    from tfvtg.device import OFFICIAL_PRECISION
+    from tfvtg.features import read_metadata
+
+    counts: dict[str, int] = {}
+    for path in paths:
+        made = read_metadata(path).get("precision") or "an unrecorded precision"
+        counts[made] = counts.get(made, 0) + 1
+    others = {made: n for made, n in counts.items() if made != OFFICIAL_PRECISION}
+    if others:
+        listed = ", ".join(f"{n} in {made}" for made, n in sorted(others.items()))
+        log.warning("profile reference: %d of %d feature files were not made with the official numerics "
+                    "(%s: float32 weights under fp16 autocast) but %s; the metrics can differ slightly from "
+                    "the official code's: re-extract them on a GPU with the default --dtype",
+                    sum(others.values()), len(paths), OFFICIAL_PRECISION, listed)
+
+
+def _safetensors_shape(path: Path, expected: _ModelShape, duration: float | None = None) -> tuple[int, ...]:
     from tfvtg.features import read_metadata
     from tfvtg.grounder import check_feature_model
 
@@ -219,6 +275,11 @@ def _safetensors_shape(path: Path, expected: _ModelShape) -> tuple[int, ...]:
             check_feature_model(meta["encoder"], meta["image_size"], expected.name, expected.image_size)
         except InputError as exc:
             raise InputError(f"{path}: {exc}") from None
+    seconds, fraction = DURATION_TOLERANCE
+    found = float(meta["duration"])
+    if duration is not None and abs(found - duration) > max(seconds, fraction * duration):
+        raise InputError(f"{path}: features of a {found:.2f} s video, but the annotations give it "
+                         f"{duration:g} s: the file is another video's; extract it again from the right one")
     return tuple(meta["shape"])
 
 
@@ -298,12 +359,14 @@ def evaluate(
     feature_format: str = "tfvtg",
     llm_outputs: str | os.PathLike[str] | None = None,
     profile: str = "default",
+    method: str = "tfvtg",
     model: str = DEFAULT_ENCODER,
     device: str = "auto",
     dtype: str | None = None,
     grounder: Grounder | None = None,
     limit: int | None = None,
     skip_missing: bool = False,
+    skip_bad: bool = False,
     top_k: int | None = None,
     progress: bool = True,
     on_prediction: Callable[[dict[str, Any]], None] | None = None,
@@ -319,12 +382,16 @@ def evaluate(
         llm_outputs: TFVTG ``llm_outputs.json`` with the LLM's decompositions (the full method); ``None`` runs
             the VLM-only flow unless the annotation file itself carries ``response`` lists.
         profile: ``"default"`` or ``"reference"`` (the official code's decisions).
+        method: The localiser, ``"tfvtg"`` or ``"tag"`` (TAG; its reported setting is without LLM outputs).
         model: Encoder for the text side (must match the features' encoder).
         device: Torch device for the text encoder.
         dtype: Compute dtype of the text encoder.
-        grounder: Use this `Grounder` instead of building one (its profile and preset are used as they are).
+        grounder: Use this `Grounder` instead of building one (its profile, method and preset are used as they
+            are).
         limit: Evaluate only the first ``limit`` queries (in annotation order).
         skip_missing: Skip videos without a feature file (counted in the report) instead of failing.
+        skip_bad: Skip videos whose feature file cannot be used (damaged, another model's or another video's,
+            non-finite values; counted and named in the report) instead of failing.
         top_k: Windows per prediction (default 5; 7 for QVHighlights, as the official code writes).
         progress: Progress bar on stderr.
         on_prediction: Called with each prediction record as soon as it exists.
@@ -333,8 +400,8 @@ def evaluate(
         An `EvaluationReport`.
 
     Raises:
-        InputError: Unknown dataset or format, unreadable annotations or features, missing feature files
-            (unless ``skip_missing``), no query left to evaluate.
+        InputError: Unknown dataset or format, unreadable annotations, missing feature files (unless
+            ``skip_missing``), unusable ones (unless ``skip_bad``; the file is named), no query left.
     """
     from tfvtg.datasets import attach_llm_answers, load_dataset, load_llm_outputs
     from tfvtg.decompose import Decomposition
@@ -362,7 +429,7 @@ def evaluate(
     if not queries:
         raise InputError(f"{Path(annotations).name}: no query to evaluate")
     with_llm = any(q.llm_answer is not None for q in queries)
-    method = "full" if with_llm else "vlm-only"
+    flow = "full" if with_llm else "vlm-only"
     top_k = top_k or (7 if dataset == "qvhighlights" else 5)
 
     by_video = _group_by_video(queries)
@@ -381,10 +448,30 @@ def evaluate(
                     features_dir)
 
     # Headers only, before the text encoder is loaded: a bad file is reported in milliseconds, not minutes.
-    check_feature_files([paths[vid] for vid in by_video], feature_format, model=model, grounder=grounder)
+    vids = list(by_video)
+    durations = [by_video[vid][0].duration for vid in vids]
+    if skip_bad:
+        problems = feature_file_problems([paths[vid] for vid in vids], feature_format, model=model,
+                                         grounder=grounder, durations=durations)
+        bad = {vid: problems[paths[vid]] for vid in vids if paths[vid] in problems}
+    else:
+        try:
+            check_feature_files([paths[vid] for vid in vids], feature_format, model=model, grounder=grounder,
+                                durations=durations)
+        except InputError as exc:
+            raise InputError(f"{exc}; pass --skip-bad to skip such videos") from None
+        bad = {}
+    skipped += _skip_bad(by_video, bad)
+    if not by_video:
+        raise InputError(f"none of the {len(bad)} feature files in {features_dir} can be used")
+    if feature_format == "tfvtg" and (grounder.profile if grounder is not None else profile) == "reference":
+        warn_unofficial_precision([paths[vid] for vid in by_video])
     if grounder is None:
-        grounder = Grounder(model, device=device, dtype=dtype, profile=profile,
+        grounder = Grounder(model, device=device, dtype=dtype, profile=profile, method=method,
                             preset=DATASET_PRESETS[dataset], llm="none", use_cache=False, progress=False)
+    load_started = time.perf_counter()
+    grounder.encoder  # noqa: B018 (loaded now, so that its time is reported apart from the run's)
+    load_seconds = time.perf_counter() - load_started
     decompositions = {q.qid: Decomposition.from_tfvtg(q.llm_answer, q.query) if with_llm else None
                       for video_queries in by_video.values() for q in video_queries}
     _encode_texts(grounder, by_video, decompositions, progress)
@@ -393,8 +480,17 @@ def evaluate(
     n_total = sum(len(v) for v in by_video.values())
     bar = _progress_bar(n_total, progress)
     try:
-        for vid, video_queries in by_video.items():
-            features = load_video_features(paths[vid], feature_format, video_queries[0].duration)
+        for vid, video_queries in list(by_video.items()):
+            try:
+                features = load_video_features(paths[vid], feature_format, video_queries[0].duration)
+            except InputError as exc:
+                if not skip_bad:
+                    raise InputError(f"{exc}; pass --skip-bad to skip such videos") from exc
+                skipped += _skip_bad(by_video, {vid: str(exc)}, bad)
+                if bar is not None:
+                    bar.total -= len(video_queries)
+                    bar.refresh()
+                continue
             grounder.similarity_curves(features, _video_texts(video_queries, decompositions))  # one pass
             for query in video_queries:
                 decomposition = decompositions[query.qid]
@@ -410,6 +506,7 @@ def evaluate(
                     "pred_relevant_windows": [m.to_list() for m in result.moments],
                     "duration": query.duration,
                     "method": result.method,
+                    "localizer": grounder.method,
                 }
                 if with_llm:
                     record["relationship"] = decomposition.relation
@@ -429,14 +526,34 @@ def evaluate(
     predictions.sort(key=lambda item: item[0])
     records = [record for _, record in predictions]
     evaluated = [q for q in queries if q.vid in by_video]
+    if not evaluated:
+        raise InputError(f"none of the {len(bad)} feature files in {features_dir} can be used")
     metrics = score_predictions(dataset, records, evaluated)
     return EvaluationReport(
         dataset=dataset, predictions=records, metrics=metrics, n_queries=len(records),
         n_videos=len(by_video), missing_videos=missing, skipped_queries=skipped,
-        seconds=time.perf_counter() - started, method=method,
-        meta={"profile": grounder.profile, "preset": grounder.preset, "model": grounder.model,
+        seconds=time.perf_counter() - started - load_seconds, method=flow,
+        meta={"profile": grounder.profile, "localizer": grounder.method, "preset": grounder.preset,
+              "model": grounder.model,
               "feature_format": feature_format, "top_k": top_k},
+        bad_videos=bad, load_seconds=load_seconds,
     )
+
+
+def _skip_bad(by_video: dict[str, list[GroundingQuery]], found: dict[str, str],
+              into: dict[str, str] | None = None) -> int:
+    """Drop the videos in ``found`` (id -> why) from ``by_video``, warning for each; return their queries.
+
+    ``into``, when given, records them (the report's ``bad_videos``).
+    """
+    dropped = 0
+    for vid, why in found.items():
+        n = len(by_video.pop(vid))
+        dropped += n
+        if into is not None:
+            into[vid] = why
+        log.warning("skipping video %s (queries: %d): %s", vid, n, why)
+    return dropped
 
 
 def _video_texts(video_queries: Sequence[GroundingQuery], decompositions: dict[str, Any]) -> list[str]:

@@ -26,9 +26,10 @@ import numpy as np
 
 import tfvtg
 from tfvtg.atomic import write_atomic
+from tfvtg.device import OFFICIAL_PRECISION
 from tfvtg.encoders import DEFAULT_ENCODER
 from tfvtg.encoders.base import Encoder
-from tfvtg.errors import InputError, ModelError, one_line
+from tfvtg.errors import InputError, ModelError, check_path, one_line
 from tfvtg.video import check_fps, expected_samples, sample_frames
 
 T = TypeVar("T")
@@ -38,6 +39,7 @@ __all__ = [
     "FORMAT_VERSION",
     "FeatureCache",
     "VideoFeatures",
+    "check_finite",
     "extract_features",
     "load_features",
     "prefetch",
@@ -58,7 +60,7 @@ def _same_fps(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
 
 
-@dataclass(eq=False)  # arrays make field-wise == ambiguous; compare .features etc. explicitly
+@dataclass(eq=False)  # == compares the arrays' values (tfvtg.compare), not the ambiguous array ==
 class VideoFeatures:
     """Encoder features of a video's sampled frames, with the metadata needed to use them correctly.
 
@@ -73,6 +75,13 @@ class VideoFeatures:
         video: Source path or id.
         skipped_frames: Frames whose features were reused from the previous encoded frame (dedup).
         version: tfvtg version that wrote them.
+        precision: How the encoder computed them (`tfvtg.device`, the encoder's ``config.precision``):
+            ``"autocast-float16"`` (float32 weights under fp16 autocast: the official TFVTG numerics, the CUDA
+            default, and what ``tfvtg-npy`` files are taken to be), ``"float32"`` (the CPU default),
+            ``"float16"`` or ``"bfloat16"`` (weights cast; asked for with ``--dtype``). None: not recorded
+            (files written before tfvtg recorded it, or an encoder that does not say). Stored as
+            ``precision`` in the file's metadata; features of different precisions differ slightly, so
+            ``--profile reference`` warns about any but ``autocast-float16``.
     """
 
     features: np.ndarray
@@ -85,6 +94,7 @@ class VideoFeatures:
     video: str | None = None
     skipped_frames: int = 0
     version: str = field(default=tfvtg.__version__)
+    precision: str | None = None
 
     def __post_init__(self) -> None:
         self.features = np.asarray(self.features)
@@ -102,9 +112,26 @@ class VideoFeatures:
         self.fps = float(self.fps)
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
         self.skipped_frames = int(self.skipped_frames)
+        if self.precision is not None and not isinstance(self.precision, str):
+            raise InputError(f"precision must be a name such as 'autocast-float16' or None, "
+                             f"got {self.precision!r}")
 
     def __len__(self) -> int:
         return len(self.features)
+
+    def __eq__(self, other: object) -> bool:
+        from tfvtg.compare import fields_equal
+
+        return fields_equal(self, other)
+
+    __hash__ = None  # type: ignore[assignment]  (mutable arrays inside)
+
+    def __repr__(self) -> str:
+        # The arrays as shape and dtype: a full repr prints every value (kilobytes for a short clip).
+        t, q, d = self.features.shape
+        return (f"VideoFeatures(video={self.video!r}, frames={t}, features=({t}, {q}, {d}) "
+                f"{self.features.dtype}, duration={self.duration:.2f}, fps={self.fps:g}, "
+                f"encoder={self.encoder!r}, sampling={self.sampling!r})")
 
     @property
     def num_frames(self) -> int:
@@ -125,6 +152,7 @@ class VideoFeatures:
             "version": self.version,
             "dtype": str(self.features.dtype),
             "shape": list(self.features.shape),
+            "precision": self.precision,
         }
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -178,9 +206,11 @@ class VideoFeatures:
                 video=meta.get("video"),
                 skipped_frames=meta.get("skipped_frames", 0),
                 version=meta.get("version", "unknown"),
+                precision=meta.get("precision"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"cannot read feature file {path}: bad metadata ({exc})") from None
+        check_finite(result, path)
         if encoder is not None and result.encoder != encoder:
             raise InputError(
                 f"{path} holds features of encoder {result.encoder!r}, not {encoder!r}; "
@@ -242,7 +272,25 @@ class VideoFeatures:
             image_size=_TFVTG_NPY_IMAGE_SIZE,
             sampling="tfvtg-npy",
             video=path.name.split(".")[0],
+            precision=OFFICIAL_PRECISION,
         )
+
+
+def check_finite(features: VideoFeatures, path: str | os.PathLike) -> None:
+    """Refuse features read from ``path`` that hold NaN or infinite values (a damaged extraction).
+
+    Such values make every similarity curve of the video non-finite, so the file is named here, where it is
+    read, rather than a query later.
+
+    Raises:
+        InputError: Naming the file, how many values are bad, and what to do.
+    """
+    bad = features.features.size - int(np.count_nonzero(np.isfinite(features.features)))
+    if bad:
+        raise InputError(f"feature file {path}: {bad} of its {features.features.size} values are not finite "
+                         "(NaN or inf); extract it again")
+    if not np.all(np.isfinite(features.timestamps)):
+        raise InputError(f"feature file {path}: its frame timestamps are not all finite; extract it again")
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -334,6 +382,7 @@ def _read_metadata(data: bytes, path: Path, file_size: int | None = None) -> dic
 def load_features(path: str | os.PathLike, **kwargs: Any) -> VideoFeatures:
     """Load a feature file by suffix: ``.safetensors`` (`VideoFeatures.load`: encoder=, fps= checks) or an
     official ``.npy`` (`VideoFeatures.from_tfvtg_npy`: needs duration=)."""
+    check_path(path, "path", "feature file")
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":
@@ -487,6 +536,7 @@ def extract_features(
         sampling=mode,
         video=os.fspath(video),
         skipped_frames=skipped,
+        precision=getattr(encoder.config, "precision", None),
     )
 
 
@@ -582,19 +632,27 @@ class FeatureCache:
         fps: float,
         mode: str = "timestamp",
         dedup_threshold: float | None = None,
+        precision: str | None = None,
     ) -> VideoFeatures | None:
-        """Cached features, or None when absent or unreadable (logged as a warning)."""
-        return self._load(self.path_for(video, encoder_name, fps, mode, dedup_threshold), encoder_name, fps)
+        """Cached features, or None when absent or unreadable (logged as a warning) or made at another
+        ``precision`` (a file that does not record one matches any)."""
+        path = self.path_for(video, encoder_name, fps, mode, dedup_threshold)
+        return self._load(path, encoder_name, fps, precision)
 
     @staticmethod
-    def _load(path: Path, encoder_name: str, fps: float) -> VideoFeatures | None:
+    def _load(path: Path, encoder_name: str, fps: float, precision: str | None) -> VideoFeatures | None:
         if not path.is_file():
             return None
         try:
-            return VideoFeatures.load(path, encoder=encoder_name, fps=fps)
+            cached = VideoFeatures.load(path, encoder=encoder_name, fps=fps)
         except InputError as exc:
             logger.warning("ignoring damaged cache file (%s); extracting again", exc)
             return None
+        if None not in (precision, cached.precision) and cached.precision != precision:
+            logger.info("cached features of %s were made in %s, not %s; extracting again", cached.video,
+                        cached.precision, precision)
+            return None
+        return cached
 
     def get_or_extract(
         self,
@@ -616,7 +674,7 @@ class FeatureCache:
         # The key (path, size, mtime) is taken once, before the extraction: a file rewritten meanwhile must
         # not get the old content's features under its new key.
         target = self.path_for(video, name, fps, mode, dedup_threshold)
-        cached = self._load(target, name, fps)
+        cached = self._load(target, name, fps, getattr(encoder.config, "precision", None))
         if cached is not None:
             logger.debug("feature cache hit for %s", video)
             return cached

@@ -12,7 +12,8 @@ Which flow runs:
   the single-query decomposition, as the official code does with an empty answer.
 * ``"vlm-only"`` (§5.1): no LLM configured; the query alone is localised, its ranked proposals are the answer.
 
-The flow is recorded in ``GroundingResult.meta["method"]``.
+The flow is recorded in ``GroundingResult.meta["method"]``; the localiser (``method=``: ``"tfvtg"`` or
+``"tag"``, TAG's LLM-free scenes) in ``meta["localizer"]``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import numpy as np
 
 from tfvtg.decompose import Decomposition
 from tfvtg.encoders import DEFAULT_ENCODER
-from tfvtg.errors import InputError, VideoError
+from tfvtg.errors import InputError, VideoError, check_count
 from tfvtg.localize import PROFILES
 from tfvtg.moment import Moment
 from tfvtg.video import check_fps
@@ -44,7 +45,9 @@ if TYPE_CHECKING:
     from tfvtg.encoders.base import Encoder
     from tfvtg.features import VideoFeatures
 
-__all__ = ["Grounder", "GroundingResult", "check_feature_model", "ground", "PROFILES", "METHODS"]
+__all__ = [
+    "Grounder", "GroundingResult", "check_count", "check_feature_model", "ground", "PROFILES", "METHODS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +88,7 @@ def check_feature_model(made_by: str, image_size: Sequence[int] | None, ours: st
     return False
 
 
-@dataclass
+@dataclass(eq=False)  # == compares the arrays' values (tfvtg.compare), not the ambiguous array ==
 class GroundingResult:
     """Everything one grounding produced: the answer, how it was reached, and the curves behind it.
 
@@ -110,6 +113,18 @@ class GroundingResult:
     duration: float
     mask_threshold: float = 0.2
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def __eq__(self, other: object) -> bool:
+        from tfvtg.compare import fields_equal
+
+        return fields_equal(self, other)
+
+    __hash__ = None  # type: ignore[assignment]  (mutable arrays inside)
+
+    def __repr__(self) -> str:
+        # Curves as their count and length: their values are kilobytes.
+        return (f"GroundingResult(query={self.query!r}, moments={self.moments!r}, method={self.method!r}, "
+                f"curves={len(self.curves)} x {len(self.timestamps)} frames, duration={self.duration:.2f})")
 
     @property
     def query_curve(self) -> np.ndarray:
@@ -136,27 +151,46 @@ def _check_choice(value: str, choices: Sequence[str], what: str) -> str:
     return name
 
 
+def _non_negative(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or value < 0:
+        raise InputError(f"{what} must be a number >= 0, got {_short(value)}")
+    return float(value)
+
+
 def _positive_or_none(value: float | None, what: str) -> float | None:
     if value is None:
         return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
+    is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    number = float(value) if is_number else math.nan
     if not math.isfinite(number) or number <= 0:
         raise InputError(f"{what} must be a positive number, got {value!r}")
     return number
 
 
-def check_query(query: Any) -> str:
-    """The query stripped; `InputError` when it is not a non-empty string."""
-    if not isinstance(query, str) or not query.strip():
+def check_query(query: Any, name: str = "query") -> str:
+    """The query stripped; `InputError` naming ``name`` when it is not a non-empty string."""
+    if not isinstance(query, str):
+        raise InputError(f"{name} must be a sentence (a str), got {type(query).__name__} {_short(query)}")
+    if not query.strip():
         raise InputError("empty query: give a sentence describing the moment to find")
     return query.strip()
 
 
-def check_video_path(path: str | os.PathLike[str]) -> Path:
+def _short(value: Any, limit: int = 40) -> str:
+    if isinstance(value, np.ndarray):
+        return f"of shape {value.shape} {value.dtype}"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_video_path(path: str | os.PathLike[str], name: str = "video") -> Path:
     """The path of an existing regular file; else a `VideoError` / `InputError` a user can act on."""
+    if not isinstance(path, (str, os.PathLike)):
+        hint = "; encode an in-memory array with Grounder.encode_frames(frames, fps=...) first" \
+            if isinstance(path, np.ndarray) else ""
+        raise InputError(f"{name} must be a video file path (or features from encode_video), got "
+                         f"{type(path).__name__} {_short(path)}{hint}")
     video = Path(path).expanduser()
     if not video.exists():
         raise VideoError(f"video not found: {video}")
@@ -174,10 +208,14 @@ class Grounder:
         model: Encoder name (``"blip2-coco"``, the paper's weights; ``"blip2"``), a Hugging Face id, or a
             local directory saved with ``save_pretrained``. Loaded on first need.
         device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
-        dtype: Compute dtype (``None``: bfloat16 on CUDA, float32 elsewhere).
+        dtype: Encoder precision (`tfvtg.device.resolve_precision`; ``None``: autocast-float16 on CUDA,
+            float32 elsewhere).
         fps: Frame sampling rate (``None``: the encoder's default, 3 for BLIP-2).
         profile: ``"default"`` (the paper's method with the official code's bugs fixed) or ``"reference"``
             (the official code's decisions, its frame sampling and time mapping included).
+        method: The localiser: ``"tfvtg"`` (TFVTG's windows) or ``"tag"`` (TAG's scenes, docs/TAG-METHOD.md;
+            its mask threshold and clustering come from the encoder's config). Both run with or without an
+            LLM.
         preset: Proposal lengths: ``"charades"``, ``"activitynet"``, ``"qvhighlights"`` or ``"auto"``
             (by duration: charades up to 60 s, activitynet beyond).
         stride_seconds: Length quantum of the proposals in seconds; overrides the preset's.
@@ -207,6 +245,7 @@ class Grounder:
         dtype: str | None = None,
         fps: float | None = None,
         profile: str = "default",
+        method: str = "tfvtg",
         preset: str = "auto",
         stride_seconds: float | None = None,
         max_length_seconds: float | None = None,
@@ -219,7 +258,10 @@ class Grounder:
         progress: bool = True,
     ) -> None:
         from tfvtg.localize import resolve_preset
+        from tfvtg.pipeline import GROUNDING_METHODS
 
+        if not isinstance(model, (str, os.PathLike)):
+            raise InputError(f"model must be an encoder name or a directory, got {_short(model)}")
         self.model = os.fspath(model)
         if not self.model.strip():
             raise InputError("empty model name; use blip2-coco, blip2, a hub id or a local directory")
@@ -227,29 +269,41 @@ class Grounder:
         self.dtype = dtype
         self.fps = None if fps is None else check_fps(fps)
         self.profile = _check_choice(profile, PROFILES, "profile")
+        self.method = _check_choice(method, GROUNDING_METHODS, "method")
         self.preset = "auto" if str(preset).strip().lower() == "auto" else resolve_preset(str(preset))
         self.stride_seconds = _positive_or_none(stride_seconds, "stride_seconds")
         self.max_length_seconds = _positive_or_none(max_length_seconds, "max_length_seconds")
+        if self.method == "tag" and self.preset != "auto":
+            from tfvtg.tag import tag_preset
+
+            tag_preset(self.preset)  # TAG has no qvhighlights configuration: say so now, not per query
+        if self.method == "tag" and (self.stride_seconds or self.max_length_seconds):
+            raise InputError("stride and max length in seconds set TFVTG's windows; TAG proposes spans "
+                             "between scene boundaries and takes neither")
         self.llm = llm
         self.llm_base_url = llm_base_url
         self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()
-        self.use_cache = use_cache
-        if int(batch_size) < 1:
-            raise InputError(f"batch_size must be at least 1, got {batch_size}")
-        self.batch_size = int(batch_size)
-        self.dedup_threshold = dedup_threshold
-        self.progress = progress
+        for flag, value in (("use_cache", use_cache), ("progress", progress)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise InputError(f"{flag} must be True or False, got {value!r}")
+        self.use_cache = bool(use_cache)
+        self.batch_size = check_count(batch_size, "batch_size")
+        self.dedup_threshold = None if dedup_threshold is None else _non_negative(dedup_threshold,
+                                                                                   "dedup_threshold")
+        self.progress = bool(progress)
         self._encoder: Encoder | None = None
         self._text_features: dict[str, np.ndarray] = {}
         self._videos: OrderedDict[tuple[str, int, int], VideoFeatures] = OrderedDict()
         self._decompositions: dict[str, Decomposition] = {}
         self._decomposer: Decomposer | None = None
         self._warned_encoders: set[str] = set()
-        self._curves: tuple[np.ndarray | None, dict[str, np.ndarray]] = (None, {})  # see similarity_curves
+        # see similarity_curves: the video's features, its curves and its winning tokens (TAG) by text
+        self._curves: tuple[np.ndarray | None, dict[str, np.ndarray], dict[str, np.ndarray]] = (None, {}, {})
 
     def __repr__(self) -> str:
         state = "loaded" if self._encoder is not None else "not loaded"
-        return f"Grounder(model={self.model!r}, profile={self.profile!r}, preset={self.preset!r}, {state})"
+        return (f"Grounder(model={self.model!r}, method={self.method!r}, profile={self.profile!r}, "
+                f"preset={self.preset!r}, {state})")
 
     # ---------------------------------------------------------------- model and video
     @property
@@ -313,6 +367,16 @@ class Grounder:
             self._videos.popitem(last=False)
         return features
 
+    def encode_frames(self, frames: np.ndarray, *, fps: float | None = None, timestamps: Any = None,
+                      duration: float | None = None) -> VideoFeatures:
+        """Features of in-memory (T, H, W, 3) uint8 RGB frames, timed by ``fps`` or ``timestamps``.
+
+        See `tfvtg.frames.encode_frames`; not cached (an array has no file to key on).
+        """
+        from tfvtg.frames import encode_frames
+
+        return encode_frames(frames, self.encoder, fps=fps, timestamps=timestamps, duration=duration)
+
     def _extract(self, video: Path) -> VideoFeatures:
         from tfvtg.features import FeatureCache, extract_features
 
@@ -352,10 +416,10 @@ class Grounder:
         """
         texts = list(dict.fromkeys(texts))
         feats = video.features
-        memo_feats, memo = self._curves
+        memo_feats, memo, tokens = self._curves
         if memo_feats is not feats:
-            memo = {}
-            self._curves = (feats, memo)
+            memo, tokens = {}, {}
+            self._curves = (feats, memo, tokens)
         missing = [text for text in texts if text not in memo]
         if missing:
             text_feats = self.text_features(missing)
@@ -366,7 +430,22 @@ class Grounder:
             self._check_encoder_name(video)
             sims = np.asarray(self.encoder.similarity(feats, text_feats), dtype=np.float32)
             memo.update(zip(missing, sims, strict=True))
+            if self.method == "tag":  # TAG pools the raw feature of the token each frame's similarity is from
+                from tfvtg.encoders.base import winning_tokens
+
+                tokens.update(zip(missing, winning_tokens(feats, text_feats), strict=True))
         return {text: memo[text] for text in texts}
+
+    def winning_token_features(self, video: VideoFeatures, text: str) -> np.ndarray:
+        """(T, D) float32 raw feature of the token of each frame that is most similar to ``text`` (TAG's
+        input; the frame feature itself for one-token encoders)."""
+        memo_feats, _, memo = self._curves
+        tokens = memo.get(text) if memo_feats is video.features else None
+        if tokens is None:
+            from tfvtg.encoders.base import winning_tokens
+
+            tokens = winning_tokens(video.features, self.text_features([text]))[0]
+        return np.asarray(video.features[np.arange(len(tokens)), tokens], dtype=np.float32)
 
     def _check_encoder_name(self, video: VideoFeatures) -> None:
         """Refuse features of another model (`check_feature_model`); warn once per name if undecidable."""
@@ -426,8 +505,10 @@ class Grounder:
         from tfvtg.pipeline import descriptions_for, ground_with_scores_detailed
 
         query = check_query(query)
-        if int(top_k) < 1:
-            raise InputError(f"top_k must be at least 1, got {top_k}")
+        top_k = check_count(top_k, "top_k")
+        if decomposition is not None and not isinstance(decomposition, (Decomposition, Mapping)):
+            raise InputError(f"decomposition must be a Decomposition or a TFVTG answer dict, got "
+                             f"{type(decomposition).__name__}")
         timings: dict[str, float] = {}
         start = time.perf_counter()
         if not hasattr(video, "features"):
@@ -458,17 +539,22 @@ class Grounder:
         start = time.perf_counter()
         duration = float(video.duration)
         preset = resolve_preset(self.preset, duration)
-        stride, max_stride = self._strides(video, preset)
-        mask_threshold = float(self.encoder.config.mask_threshold)
+        config = self.encoder.config
+        tag = self.method == "tag"
+        stride, max_stride = (None, None) if tag else self._strides(video, preset)
+        mask_threshold = float(config.tag_mask_threshold if tag else config.mask_threshold)
         timestamps = np.asarray(video.timestamps, dtype=np.float64)
         detailed = ground_with_scores_detailed(
             score_fn, duration, query, decomposition if method == "full" else None, profile=self.profile,
             preset=preset, timestamps=timestamps, stride=stride, max_stride=max_stride,
-            mask_threshold=mask_threshold, top_k=int(top_k),
+            mask_threshold=mask_threshold, top_k=int(top_k), method=self.method,
+            frame_features_fn=lambda text: self.winning_token_features(video, text),
+            temporal_coherence=bool(config.tag_temporal_coherence),
         )
         timings["ground_s"] = time.perf_counter() - start
         meta = {
             "method": method,
+            "localizer": self.method,
             "model": self.model,
             "encoder": getattr(video, "encoder", None),
             "profile": self.profile,

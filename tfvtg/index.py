@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from tfvtg.features import VideoFeatures
     from tfvtg.grounder import Grounder
 
-__all__ = ["Collection", "SearchHit", "METHODS", "span_score"]
+__all__ = ["Collection", "SearchHit", "span_score"]
 
 log = logging.getLogger("tfvtg.index")
 
@@ -54,7 +54,6 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 FEATURES_DIR = "features"  # feature files the index extracted itself from videos given to `add`
-METHODS = ("tfvtg",)  # grounding methods of the exact stage
 
 FRAME_BITS = 20  # a token's id is video_number << FRAME_BITS | frame
 FLAT_LIMIT = 200_000  # tokens up to which the index keeps exact vectors
@@ -686,7 +685,6 @@ class Collection:
         grounder: Grounder | None = None,
         candidates: int | None = None,
         per_video: int = 3,
-        method: str = "tfvtg",
         **grounder_options: Any,
     ) -> list[SearchHit]:
         """The ``top_k`` moments of the collection that best match ``query``, best first.
@@ -695,16 +693,16 @@ class Collection:
             query: The sentence describing the moment.
             top_k: Hits to return.
             exhaustive: Ground every video instead of the coarse stage's candidates.
-            grounder: The `Grounder` that grounds each candidate (its model, profile, preset, LLM); default:
-                one built from ``grounder_options``, with the index's encoder as ``model``.
+            grounder: The `Grounder` that grounds each candidate (its model, method, profile, preset, LLM);
+                default: one built from ``grounder_options``, with the index's encoder as ``model``.
             candidates: Videos the exact stage grounds (default ``max(top_k, 10)``).
             per_video: Spans each grounded video contributes at most.
-            method: The grounding method of the exact stage (one of `METHODS`).
-            **grounder_options: `Grounder` arguments (``model``, ``profile``, ``preset``, ``llm``, ...).
+            **grounder_options: `Grounder` arguments (``model``, ``method`` (``"tfvtg"`` or ``"tag"``),
+                ``profile``, ``preset``, ``llm``, ...).
 
         Raises:
-            InputError: empty query, bad counts, an empty collection, an unknown method, or a model other than
-                the index's encoder.
+            InputError: empty query, bad counts, an empty collection, bad Grounder options, or a model other
+                than the index's encoder.
         """
         from tfvtg.encoders import resolve_name
         from tfvtg.grounder import Grounder, check_feature_model, check_query
@@ -712,8 +710,6 @@ class Collection:
 
         query = check_query(query)
         self._reload(if_changed=True)
-        if method not in METHODS:
-            raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
         for value, what in ((top_k, "top_k"), (per_video, "per_video"), (candidates or 1, "candidates")):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{what} must be a whole number >= 1, got {value!r}")

@@ -8,6 +8,10 @@ query and its paraphrases give a rank-major pool of their top proposals (the fir
 sub-event's descriptions are pooled and voted to 3 candidates; the sub-events are combined under their
 relation and the best 2 merged spans join the pool; a final vote ranks the pool. Without one it is the
 VLM-only path of section 5.1: the query's own proposals, best static score first.
+
+``method="tag"`` swaps the localiser for TAG's (`tfvtg.tag`, docs/TAG-METHOD.md), which also needs each
+frame's winning-token feature (``frame_features_fn``); everything around it is the same flow, as TAG's
+evaluation runs it. Without a decomposition TAG's top ``cand_num`` proposals are ranked by TFVTG's vote.
 """
 
 from __future__ import annotations
@@ -18,13 +22,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tfvtg import tag
 from tfvtg.combine import GAMMA, integrate_sub_events, vote
 from tfvtg.decompose import Decomposition
-from tfvtg.errors import InputError
+from tfvtg.errors import InputError, check_count
 from tfvtg.localize import PRESETS, PROFILES, Proposals, effective_windows, localize, resolve_preset
 from tfvtg.moment import Moment
 
 __all__ = [
+    "GROUNDING_METHODS",
     "GroundingResult",
     "descriptions_for",
     "ground_with_scores",
@@ -36,8 +42,10 @@ TOP_PER_DESCRIPTION = 10  # proposals localize keeps per description
 RANK_DEPTH = 3  # ranks per description that enter a pool
 MAIN_POOL = 7  # rank-major proposals of the main query kept before the sub-event combinations
 SUB_CANDIDATES = 3  # voted candidates per sub-event
+GROUNDING_METHODS = ("tfvtg", "tag")  # the localiser: TFVTG's windows or TAG's scenes
 
 ScoreFn = Callable[[str], np.ndarray]
+FeatureFn = Callable[[str], np.ndarray]  # description -> (T, D) raw feature of each frame's winning token
 
 
 @dataclass
@@ -53,6 +61,7 @@ class GroundingResult:
         stride: Length quantum used, in frames (after the cap at T // 2).
         max_stride: Longest window used, in frames (after the cap at T).
         profile: ``"default"`` or ``"reference"``.
+        method: ``"tfvtg"`` or ``"tag"``.
     """
 
     moments: list[Moment]
@@ -63,6 +72,7 @@ class GroundingResult:
     stride: int = 0
     max_stride: int = 0
     profile: str = "default"
+    method: str = "tfvtg"
 
 
 def proposals_to_seconds(
@@ -133,17 +143,26 @@ def ground_with_scores_detailed(
     mask_threshold: float = 0.2,
     top_k: int | None = None,
     gamma: float = GAMMA,
+    method: str = "tfvtg",
+    frame_features_fn: FeatureFn | None = None,
+    temporal_coherence: bool = True,
 ) -> GroundingResult:
     """`ground_with_scores`, also returning curves, per-description proposals and the settings used."""
     if profile not in PROFILES:
         raise InputError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+    if method not in GROUNDING_METHODS:
+        raise InputError(f"unknown method {method!r}; choose from {', '.join(GROUNDING_METHODS)}")
+    if method == "tag" and frame_features_fn is None:
+        raise InputError("method 'tag' needs frame_features_fn: the winning token's feature of every frame")
     if not isinstance(query, str) or not query.strip():
         raise InputError("the query is empty; give a sentence describing the moment")
     if not (isinstance(duration, int | float) and math.isfinite(duration) and duration > 0):
         raise InputError(f"duration must be a positive number of seconds, got {duration!r}")
-    if top_k is not None and top_k < 1:
-        raise InputError(f"top_k must be >= 1, got {top_k}")
-    preset = resolve_preset(preset, duration)
+    if top_k is not None:
+        top_k = check_count(top_k, "top_k")
+    if not callable(score_fn):
+        raise InputError(f"score_fn must be a function of a description, got {type(score_fn).__name__}")
+    preset = tag.tag_preset(preset, duration)[0] if method == "tag" else resolve_preset(preset, duration)
     query = query.strip()
 
     curves: dict[str, np.ndarray] = {}
@@ -162,6 +181,12 @@ def ground_with_scores_detailed(
         if timestamps is not None and len(timestamps) != curve.size:
             raise InputError(f"{len(timestamps)} timestamps for a curve of {curve.size} frames")
         curves[text] = curve
+        if method == "tag":
+            props = tag.localize(curve, frame_features_fn(text), duration, preset=preset,
+                                 temporal_coherence=temporal_coherence, profile=profile,
+                                 mask_threshold=mask_threshold, vote_rank=False)
+            seconds[text] = proposals_to_seconds(props, duration, timestamps, profile=profile)
+            return seconds[text]
         if not settings:
             default_stride, default_max = PRESETS[preset].windows(curve.size)
             settings["stride"] = stride if stride is not None else default_stride
@@ -177,7 +202,10 @@ def ground_with_scores_detailed(
         seconds[text] = proposals_to_seconds(props, duration, timestamps, profile=profile)
         return seconds[text]
 
-    if decomposition is None:
+    if decomposition is None and method == "tag":  # TAG's answer: its proposals ranked by the vote
+        ranked, votes = vote(localise(query), gamma, profile=profile)
+        moments = _to_moments(ranked, votes, top_k)
+    elif decomposition is None:
         rows = localise(query)
         moments = _to_moments(rows, rows[:, 2], top_k)
     else:
@@ -191,8 +219,12 @@ def ground_with_scores_detailed(
         ranked, votes = vote(np.concatenate([pool, merged]), gamma, profile=profile)
         moments = _to_moments(ranked, votes, top_k)
     n_frames = next(iter(curves.values())).size
-    used = effective_windows(settings["stride"], settings["max_stride"], n_frames, profile)
-    return GroundingResult(moments, decomposition, curves, seconds, preset, *used, profile)
+    if method == "tag":  # the dynamic start's stride and the longest span the prior allows
+        config = tag.TAG_PRESETS[preset]
+        used = (min(config.stride, n_frames // 2), int(n_frames * config.prior))
+    else:
+        used = effective_windows(settings["stride"], settings["max_stride"], n_frames, profile)
+    return GroundingResult(moments, decomposition, curves, seconds, preset, *used, profile, method)
 
 
 def ground_with_scores(
@@ -208,6 +240,9 @@ def ground_with_scores(
     max_stride: int | None = None,
     mask_threshold: float = 0.2,
     top_k: int | None = None,
+    method: str = "tfvtg",
+    frame_features_fn: FeatureFn | None = None,
+    temporal_coherence: bool = True,
 ) -> list[Moment]:
     """Ground a query given only a function that scores a description against the video's frames.
 
@@ -223,6 +258,9 @@ def ground_with_scores(
         max_stride: Longest window in frames, overriding the preset's ``int(T * factor)``.
         mask_threshold: Activity mask threshold on the curves (0.2 for BLIP-2).
         top_k: Return at most this many moments (None: all).
+        method: ``"tfvtg"`` (TFVTG's windows) or ``"tag"`` (TAG's scenes; needs ``frame_features_fn``).
+        frame_features_fn: ``description -> (T, D)`` raw feature of each frame's winning token (TAG only).
+        temporal_coherence: TAG's temporal-coherence k-means (BLIP-2) or plain k-means (CLIP-like features).
 
     Returns:
         Moments in seconds, best first: scores are votes on the full path and confidences on the VLM-only
@@ -244,4 +282,7 @@ def ground_with_scores(
         max_stride=max_stride,
         mask_threshold=mask_threshold,
         top_k=top_k,
+        method=method,
+        frame_features_fn=frame_features_fn,
+        temporal_coherence=temporal_coherence,
     ).moments

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from tfvtg.grounder import GroundingResult
 
-__all__ = ["plot_curves", "plot_result", "save_figure"]
+__all__ = ["check_figure_path", "plot_curves", "plot_result", "save_figure"]
 
 _LABEL_CHARS = 48
 
@@ -135,10 +135,30 @@ def plot_result(
     groups[result.query] = 0
     ordered = {result.query: result.curves[result.query]}
     ordered.update((t, c) for t, c in result.curves.items() if t != result.query)
-    title = f"{result.query}  ({result.meta.get('method', '')}, {result.meta.get('profile', '')})"
+    facts = (result.meta.get(key) for key in ("localizer", "method", "profile"))
+    title = f"{result.query}  ({', '.join(str(fact) for fact in facts if fact)})"
     return plot_curves(result.timestamps, ordered, result.moments, groups=groups, gt=gt,
                        mask_threshold=result.mask_threshold, duration=result.duration, title=title, ax=ax,
                        figsize=figsize)
+
+
+def check_figure_path(path: str | os.PathLike[str], what: str = "figure") -> None:
+    """Refuse, before any work, a figure file name whose extension matplotlib cannot write (``out.xyz``).
+
+    A name without an extension is written as PNG (matplotlib's default).
+
+    Raises:
+        InputError: The extension is not an image format matplotlib supports; the message lists them.
+    """
+    from pathlib import Path
+
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    suffix = Path(path).suffix.lower().lstrip(".")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if suffix and suffix not in formats:
+        raise InputError(f"{what} {path}: cannot write a .{suffix} figure; use one of "
+                         + ", ".join(f".{f}" for f in sorted(formats)))
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 120) -> None:

@@ -114,9 +114,9 @@ def add_search_commands(group: click.Group, method_options: Callable, encoder_op
                candidates: int | None, **options: Any) -> None:
         """Find QUERY in every video of INDEX: rank, video, start, end (seconds) and score.
 
-        The index proposes candidate videos from their best-matching frames; each candidate is grounded
-        with the TFVTG pipeline, as `tfvtg ground` does; the score is the span's mean cosine similarity with
-        the query, comparable across videos.
+        The index proposes candidate videos from their best-matching frames; each candidate is grounded as
+        `tfvtg ground` does (--method, --profile, --llm ...); the score is the query's mean cosine similarity
+        with the better half of the span's frames, comparable across videos.
 
         \b
         Examples:

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from tfvtg.errors import InputError, VideoError, one_line
+from tfvtg.errors import InputError, VideoError, check_path, one_line
 
 __all__ = [
     "MAX_FPS",
@@ -98,6 +98,7 @@ class VideoInfo:
 
 
 def _check_path(path: str | os.PathLike) -> str:
+    check_path(path, "video", "video file")
     name = os.fspath(path)
     if not os.path.exists(name):
         raise VideoError(f"cannot open {name}: file not found")
@@ -121,6 +122,12 @@ def _open(name: str) -> tuple[Any, Any]:
     if not container.streams.video:
         container.close()
         raise VideoError(f"cannot decode {name}: no video stream found")
+    fmt = container.format.name or ""
+    if fmt == "image2" or fmt.endswith("_pipe"):  # FFmpeg's still-image readers (png_pipe, jpeg_pipe, ...)
+        container.close()
+        image = fmt.removesuffix("_pipe") if fmt != "image2" else "image"
+        raise VideoError(f"cannot use {name}: it is a still {image} file, not a video (whatever its name "
+                         "says)")
     return container, container.streams.video[0]
 
 
@@ -174,8 +181,18 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     return VideoInfo(name, width, height, fps, duration, frame_count, rotation, codec)
 
 
+def _warn_repeats(info: VideoInfo, fps: float, mode: str) -> None:
+    """Warn when sampling faster than the video's own frame rate: frames would be repeated, not new."""
+    if info.fps and fps > info.fps * (1 + 1e-6):
+        what = "frame picks repeat" if mode == "reference" else "each frame is sampled several times"
+        logger.warning("sampling %s at %g fps, above its own %g fps: %s; use --fps %g or lower",
+                       info.path, fps, info.fps, what, info.fps)
+
+
 def check_fps(fps: Any) -> float:
     """``fps`` as a float: a finite sampling rate in (0, `MAX_FPS`]; else an `InputError` saying so."""
+    if isinstance(fps, (str, bytes, bool)):
+        raise InputError(f"fps must be a positive number, got {fps!r}")
     try:
         value = float(fps)
     except (TypeError, ValueError):
@@ -287,6 +304,7 @@ class FrameStream:
         self.threads = threads
         self.info = probe_video(path)
         self.path = self.info.path
+        _warn_repeats(self.info, self.fps, self.mode)
         self.duration: float | None = self.info.duration
         self.decoded_frames = 0
         self.sampled_frames = 0
@@ -298,6 +316,7 @@ class FrameStream:
         self._reformatter: Any = None
         self._quarters: int | None = None
         self._tol = 0.0
+        self._time_base = Fraction(1, 1_000_000)  # the stream's, once opened
 
     def __repr__(self) -> str:
         window = ""
@@ -355,8 +374,13 @@ class FrameStream:
                 self.corrupt_packets = 0  # the pass from the start counts (and reports) them again
         yield from self._pass(None)
 
-    def _pass(self, seek_to: float | None) -> Iterator[tuple[Any, float]]:
-        """One decoding pass: from the first frame (``seek_to`` None) or from a seek (see `_seek`)."""
+    def _pass(self, seek_to: float | None, every_frame: bool = False) -> Iterator[tuple[Any, float]]:
+        """One decoding pass: from the first frame (``seek_to`` None) or from a seek (see `_seek`).
+
+        A frame whose timestamp is not after the previous one's is dropped, unless ``every_frame``: then every
+        decoded frame is yielded in the decoder's output order (what a frame index counts), with its own
+        timestamp, ordered or not.
+        """
         container, stream = _open(self.path)
         try:
             if self.threads != 1:  # frame + slice threads: 1.8x the sampled frames/s of one thread on 2 cores
@@ -379,6 +403,7 @@ class FrameStream:
             last_rel: int | None = None
             last_dur = 0
             span_end: int | None = None
+            dropped = 0
             for frame in frames:
                 pts = _pts(frame)
                 following = 0 if last_rel is None else last_rel + (last_dur or nominal)
@@ -389,16 +414,26 @@ class FrameStream:
                         origin = pts - following
                     rel = pts - origin
                 if last_rel is not None and rel <= last_rel:  # a repeated or out-of-order timestamp
-                    logger.debug("%s: frame at tick %d not after %d; dropped", self.path, rel, last_rel)
+                    if not every_frame:
+                        logger.debug("%s: frame at tick %d not after %d; dropped", self.path, rel, last_rel)
+                        dropped += 1
+                        continue
+                    self.decoded_frames += 1
+                    span_end = max(span_end or 0, rel + (frame.duration or last_dur or nominal))
+                    yield frame, rel * num / den
                     continue
                 # A frame's length: declared, else the gap since the previous frame (for the last frame).
                 dur = frame.duration or (rel - last_rel if last_rel is not None else nominal)
                 self.decoded_frames += 1
                 last_rel, last_dur = rel, dur
-                span_end = rel + dur
+                span_end = max(span_end or 0, rel + dur)
                 yield frame, rel * num / den
         finally:
             container.close()
+        if dropped:  # not silent: the times around them may be off by a frame
+            logger.warning("%s: %d decoded frames carry timestamps that go backwards (e.g. an AVI with "
+                           "B-frames) and were dropped; times near them may be off by a frame", self.path,
+                           dropped)
         if span_end is not None:
             self.duration = span_end * num / den
         if self.decoded_frames == 0:
@@ -567,7 +602,10 @@ class FrameStream:
             k += 1
 
     def _sample_reference(self) -> Iterator[tuple[np.ndarray, float]]:
-        count = self._count_frames()
+        # decord, which the official code reads with, numbers frames in decoding output order and dates frame
+        # i with the i-th smallest packet timestamp. Both are followed here, so a file whose frames carry
+        # out-of-order timestamps (an AVI with B-frames) gets the same picks, each with its true time.
+        count, packet_ticks = self._count_frames()
         avg_fps = self.info.fps
         if not avg_fps:
             if not self.info.duration:
@@ -578,8 +616,11 @@ class FrameStream:
         indices = reference_indices(count, avg_fps, self.fps)
         pos = 0
         index = -1
-        for frame, t in self._decoded():
+        origin = packet_ticks[0] if packet_ticks else 0
+        for frame, t in self._pass(None, every_frame=True):
             index += 1
+            if packet_ticks and index < len(packet_ticks):
+                t = float((packet_ticks[index] - origin) * self._time_base)
             if pos < len(indices) and indices[pos] == index:
                 rgb = self._to_array(frame)
                 while pos < len(indices) and indices[pos] == index:
@@ -596,18 +637,25 @@ class FrameStream:
                 raise VideoError(f"cannot decode {msg}")
             logger.warning(msg)
 
-    def _count_frames(self) -> int:
-        """Video packets in the file (what decord's len() counts), by demuxing without decoding."""
+    def _count_frames(self) -> tuple[int, list[int] | None]:
+        """Video packets in the file (what decord's len() counts), by demuxing without decoding, and their
+        presentation timestamps sorted (decord's frame times; None when a packet has none)."""
         import av
 
         container, stream = _open(self.path)
         count = 0
+        ticks: list[int] | None = []
+        self._time_base = stream.time_base or Fraction(1, 1_000_000)
         # Count up to an unreadable part, if any: the decoding pass reports it.
         try:
             with contextlib.suppress(av.error.FFmpegError):
                 for packet in container.demux(stream):
                     if packet.size:
                         count += 1
+                        if packet.pts is None:
+                            ticks = None
+                        elif ticks is not None:
+                            ticks.append(packet.pts)
         finally:
             container.close()
         if count == 0:
@@ -615,7 +663,7 @@ class FrameStream:
         declared = self.info.frame_count
         if declared and declared != count:
             logger.info("%s: container declares %d frames, found %d", self.path, declared, count)
-        return count
+        return count, None if ticks is None else sorted(ticks)
 
 
 def _reference_count(frame_count: float, avg_fps: float, fps: float) -> int:

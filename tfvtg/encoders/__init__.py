@@ -88,7 +88,8 @@ def create_encoder(
         name_or_path: ``"blip2-coco"`` (``Salesforce/blip2-itm-vit-g-coco``, 364 px, the paper's weights),
             ``"blip2"`` (``Salesforce/blip2-itm-vit-g``, 224 px), a Hub id, or a local directory.
         device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
-        dtype: Compute dtype; None/``"auto"`` = bfloat16 on CUDA and float32 elsewhere.
+        dtype: Precision (`tfvtg.device.resolve_precision`); None/``"auto"`` = ``autocast-float16`` (fp32
+            weights, fp16 autocast: the official numerics) on CUDA, ``float32`` elsewhere.
         batch_size: Frames per forward pass.
         cache_dir: Hugging Face cache directory (default: the library's).
         local_files_only: True never touches the network; None uses cached files when present, else downloads
@@ -102,7 +103,11 @@ def create_encoder(
             retrieval checkpoint, or out of memory; the message says what to do.
         InputError: An unknown device or dtype name.
     """
-    source, _ = resolve_name(name_or_path)
+    source, is_dir = resolve_name(name_or_path)
+    if not is_dir and local_files_only is None:  # offline and not cached: one line now, not 30 s of retries
+        from tfvtg.hub import require_model
+
+        local_files_only = require_model(source, cache_dir) or None
     from tfvtg.encoders.blip2 import Blip2Encoder
 
     return Blip2Encoder.from_pretrained(  # a directory is always read offline there

@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Encoder", "EncoderConfig", "max_cosine_similarity"]
+__all__ = ["Encoder", "EncoderConfig", "max_cosine_similarity", "winning_tokens"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,9 @@ class EncoderConfig:
             docs/TAG-METHOD.md).
         tag_temporal_coherence: Whether TAG clusters with its temporal-coherence k-means (BLIP-2) or plain
             k-means (CLIP-like features), as its per-encoder configurations do.
+        precision: How the image side computes, a `tfvtg.device.PRECISIONS` name (``autocast-float16``,
+            ``float32``, ``float16``, ``bfloat16``) from `tfvtg.device.resolve_precision`; feature files
+            record it. None: not known.
     """
 
     name: str
@@ -46,6 +49,7 @@ class EncoderConfig:
     mask_threshold: float = 0.2
     tag_mask_threshold: float = 0.2
     tag_temporal_coherence: bool = True
+    precision: str | None = None
 
 
 @runtime_checkable
@@ -67,16 +71,8 @@ class Encoder(Protocol):
         ...
 
 
-def max_cosine_similarity(video_features: np.ndarray, text_features: np.ndarray) -> np.ndarray:
-    """BLIP-2 ITC score without temperature: cosine of each text with each frame token, max over tokens.
-
-    Args:
-        video_features: (T, Q, D) frame token features (any float dtype; computed in float32).
-        text_features: (M, D) or (D,) text embeddings.
-
-    Returns:
-        (M, T) float32 similarities in [-1, 1].
-    """
+def _token_cosines(video_features: np.ndarray, text_features: np.ndarray) -> np.ndarray:
+    """(M, T, Q) cosine of each text with each frame token (float32)."""
     video = np.asarray(video_features, dtype=np.float32)
     text = np.atleast_2d(np.asarray(text_features, dtype=np.float32))
     if video.ndim != 3 or text.shape[-1] != video.shape[-1]:
@@ -87,5 +83,27 @@ def max_cosine_similarity(video_features: np.ndarray, text_features: np.ndarray)
     # Dividing the (M, T*Q) products by the token norms, rather than normalising the (T*Q, D) tokens first,
     # saves a pass and a copy of the largest array (the collection search grounds many videos per query).
     norms = np.sqrt(np.einsum("ij,ij->i", tokens, tokens))
-    sims = (text @ tokens.T) / np.maximum(norms, 1e-12)  # (M, T*Q)
-    return sims.reshape(len(text), t, q).max(axis=-1)
+    sims = (text @ tokens.T) / np.maximum(norms, 1e-12)
+    return sims.reshape(len(text), t, q)  # (M, T*Q) -> (M, T, Q)
+
+
+def max_cosine_similarity(video_features: np.ndarray, text_features: np.ndarray) -> np.ndarray:
+    """BLIP-2 ITC score without temperature: cosine of each text with each frame token, max over tokens.
+
+    Args:
+        video_features: (T, Q, D) frame token features (any float dtype; computed in float32).
+        text_features: (M, D) or (D,) text embeddings.
+
+    Returns:
+        (M, T) float32 similarities in [-1, 1].
+    """
+    return _token_cosines(video_features, text_features).max(axis=-1)
+
+
+def winning_tokens(video_features: np.ndarray, text_features: np.ndarray) -> np.ndarray:
+    """(M, T) index of the token attaining `max_cosine_similarity` in each frame (TAG pools those tokens'
+    raw features; with one token per frame, as CLIP-like encoders have, it is 0)."""
+    video = np.asarray(video_features)
+    if video.ndim == 3 and video.shape[1] == 1:
+        return np.zeros((len(np.atleast_2d(text_features)), video.shape[0]), np.int64)
+    return _token_cosines(video, text_features).argmax(axis=-1)

@@ -12,8 +12,17 @@ The processor parts (image processor, tokenizer) are called directly and the mod
 submodules, which sidesteps `Blip2Processor.__call__` (it shortens ``max_length`` by the query count) and the
 ``image_token_index`` slicing in ``forward`` (see docs/DEPENDENCIES.md).
 
-Dtypes: the vision tower runs in the compute dtype (bf16 on CUDA by default); the Q-Former, query tokens, text
-embeddings and projections stay in float32 as LAVIS runs them (they cost ~1% of the FLOPs).
+Precision (`tfvtg.device.resolve_precision`): on CUDA by default the official numerics, float32 weights with
+the vision tower under fp16 autocast; the Q-Former, query tokens, text embeddings and projections stay in
+float32 as LAVIS runs them, the image-side Q-Former with TF32 matmuls allowed (scoped). ``float32``
+elsewhere; ``bfloat16`` and ``float16`` (the vision tower's weights cast) only when asked for.
+
+Fast paths: frames already at the model's size (what `tfvtg.features.extract_features` and
+`tfvtg.Grounder.encode_video` get from the decoder, which resizes while decoding) are normalised on the
+device by a per-channel lookup table. Frames of any other size go through the checkpoint's image processor
+on the CPU, one at a time (about 11.5 ms per frame at 364 px on a 2-core CPU, issue 16): correct, but too
+slow to keep a GPU busy, so resize frames to ``config.image_size`` before calling
+`Blip2Encoder.encode_images` when throughput matters.
 """
 
 from __future__ import annotations
@@ -26,7 +35,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tfvtg.device import resolve_device, resolve_dtype
+from tfvtg.device import (
+    Precision,
+    encode_in_batches,
+    out_of_memory_message,
+    place_on,
+    resolve_device,
+    resolve_precision,
+)
 from tfvtg.encoders.base import EncoderConfig, max_cosine_similarity
 from tfvtg.errors import InputError, ModelError, first_line
 
@@ -47,8 +63,9 @@ class Blip2Encoder:
     Attributes:
         config: The encoder's data config (image size and mean/std from the checkpoint's processor).
         device: The torch device the model runs on.
-        dtype: The compute dtype of the vision tower.
-        batch_size: Frames (and texts) per forward pass.
+        precision: How the image side computes (`tfvtg.device.Precision`; its name is ``config.precision``).
+        dtype: The dtype of the vision tower's weights (``precision.weights``).
+        batch_size: Frames (and texts) per forward pass; halved for good when a batch runs out of memory.
     """
 
     def __init__(
@@ -59,7 +76,7 @@ class Blip2Encoder:
         *,
         name: str,
         device: torch.device,
-        dtype: torch.dtype,
+        precision: Precision,
         batch_size: int = 32,
     ) -> None:
         import torch
@@ -70,20 +87,23 @@ class Blip2Encoder:
         self.image_processor = image_processor
         self.tokenizer = tokenizer
         self.device = device
-        self.dtype = dtype
+        self.precision = precision
+        self.dtype = precision.weights
         self.batch_size = int(batch_size)
         self.config = EncoderConfig(
             name=name,
-            image_size=_processor_size(image_processor, name),
+            image_size=_checked_image_size(image_processor, model.config.vision_config, name),
             mean=_triple(getattr(image_processor, "image_mean", None), "image_mean", name),
             std=_triple(getattr(image_processor, "image_std", None), "image_std", name),
             num_query_tokens=int(model.config.num_query_tokens),
             embed_dim=int(model.config.image_text_hidden_size),
             default_fps=3.0,
             mask_threshold=0.2,
+            precision=precision.name,
         )
-        self._lut = _pointwise_lut(image_processor, self.config.image_size)  # (3, 256) float32 or None
-        self._lut_device = None if self._lut is None else torch.from_numpy(self._lut).reshape(-1).to(device)
+        lut = _pointwise_lut(image_processor, self.config.image_size)  # (3, 256) float32 or None
+        # In the pixel dtype: rounding the table rounds each pixel exactly as rounding the pixels would.
+        self._lut_device = None if lut is None else torch.from_numpy(lut).to(device, precision.pixel_dtype)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -103,7 +123,9 @@ class Blip2Encoder:
         Args:
             name_or_path: Hugging Face Hub id (e.g. ``Salesforce/blip2-itm-vit-g-coco``) or local directory.
             device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
-            dtype: Vision-tower compute dtype; None/``"auto"`` = bfloat16 on CUDA, float32 elsewhere.
+            dtype: Precision of the image side (`tfvtg.device.resolve_precision`): None/``"auto"`` =
+                ``autocast-float16`` on CUDA (the official numerics), ``float32`` elsewhere; or
+                ``float32``, ``float16``, ``bfloat16``.
             batch_size: Frames per forward pass.
             cache_dir: Hugging Face cache directory (default: the library's).
             local_files_only: True: never touch the network. None: use the cache when the files are there,
@@ -111,39 +133,38 @@ class Blip2Encoder:
             name: Encoder id stored in feature files; default ``name_or_path`` (resolved if a directory).
 
         Raises:
-            ModelError: Not found (no cached copy, no network), not a BLIP-2 checkpoint, broken files, or
-                out of memory; the message says what to do.
+            ModelError: Not found (no cached copy, no network), not a BLIP-2 checkpoint, an image processor
+                whose size is not the model's, broken files, or out of memory; the message says what to do.
         """
         import torch
 
         torch_device = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype, torch_device)
+        precision = resolve_precision(dtype, torch_device)
         is_dir = Path(name_or_path).expanduser().is_dir()
         source = str(Path(name_or_path).expanduser().resolve()) if is_dir else name_or_path
         if is_dir and not (Path(source) / "config.json").is_file():
             raise ModelError(
                 f"cannot load {name_or_path}: the directory has no config.json; point --model at a "
-                f"directory written by save_pretrained (or huggingface-cli download --local-dir)"
+                f"directory written by save_pretrained (or hf download --local-dir)"
             )
         kwargs = {"cache_dir": cache_dir}
         model, image_processor, tokenizer = _load_parts(source, is_dir, local_files_only, kwargs)
         try:
             model.eval()
             model.requires_grad_(False)
-            model.vision_model.to(dtype=torch_dtype)
+            model.vision_model.to(dtype=precision.weights)
+            place_on(torch_device)
             model.to(device=torch_device)
         except torch.cuda.OutOfMemoryError as exc:
-            raise ModelError(
-                f"out of GPU memory moving {name_or_path} to {torch_device}; free the GPU, use "
-                f"--dtype bfloat16, or --device cpu"
-            ) from exc
+            message = out_of_memory_message(torch_device, precision, f"moving {name_or_path}")
+            raise ModelError(message) from exc
         return cls(
             model,
             image_processor,
             tokenizer,
             name=name or source,
             device=torch_device,
-            dtype=torch_dtype,
+            precision=precision,
             batch_size=batch_size,
         )
 
@@ -153,18 +174,29 @@ class Blip2Encoder:
 
         Frames are resized (bicubic, full frame, no crop) and normalised by the checkpoint's image processor.
         Frames already at the model's size skip the processor: a per-channel lookup table taken from the
-        processor itself gives the same pixel values.
+        processor itself gives the same pixel values on the device (the fast path; other sizes are resized
+        on the CPU, frame by frame). A batch that runs out of accelerator memory is halved and retried, with
+        a warning, and ``batch_size`` keeps the smaller size.
+
+        Raises:
+            InputError: Not (N, H, W, 3) uint8. ModelError: Out of memory even one frame at a time.
         """
         frames = _check_frames(frames)
         q, d = self.config.num_query_tokens, self.config.embed_dim
         out = np.empty((len(frames), q, d), dtype=np.float32)
-        for start in range(0, len(frames), self.batch_size):
-            pixels = self.preprocess(frames[start : start + self.batch_size])
-            out[start : start + len(pixels)] = self.image_features(pixels).cpu().numpy()
+        self.batch_size = encode_in_batches(
+            lambda batch: self.image_features(self.preprocess(batch)).cpu().numpy(),
+            frames, out, self.batch_size, device=self.device, precision=self.precision,
+        )
         return out
 
     def preprocess(self, frames: np.ndarray) -> torch.Tensor:
-        """(B, H, W, 3) uint8 frames -> (B, 3, h, w) pixel values on the device in the compute dtype."""
+        """(B, H, W, 3) uint8 frames -> (B, 3, h, w) pixel values on the device in ``precision.pixel_dtype``.
+
+        At the model's size, one channel at a time through the lookup table with int32 indices: the
+        temporaries are one channel's int32 indices and values, not all channels' int64 indices and float32
+        values (benchmarks/gpu_check.py measures the peak; the pixels are identical).
+        """
         import torch
 
         frames = _check_frames(frames)
@@ -172,26 +204,28 @@ class Blip2Encoder:
             raw = torch.from_numpy(np.ascontiguousarray(frames))
             if self.device.type == "cuda":
                 raw = raw.pin_memory()
-            raw = raw.to(self.device, non_blocking=True).long()
-            raw += torch.arange(3, device=self.device) * 256
-            pixels = self._lut_device[raw].permute(0, 3, 1, 2)
-        else:
-            result = self.image_processor(
-                images=list(frames), return_tensors="pt", input_data_format="channels_last"
-            )
-            pixels = result["pixel_values"].to(self.device)
-        return pixels.to(self.dtype).contiguous()
+            raw = raw.to(self.device, non_blocking=True)
+            b, h, w, _ = raw.shape
+            pixels = torch.empty((b, 3, h, w), dtype=self._lut_device.dtype, device=self.device)
+            for c in range(3):  # index_select takes int32 indices as they are (advanced indexing may widen)
+                flat = raw[..., c].int().reshape(-1)
+                pixels[:, c] = torch.index_select(self._lut_device[c], 0, flat).view(b, h, w)
+            return pixels
+        result = self.image_processor(
+            images=list(frames), return_tensors="pt", input_data_format="channels_last"
+        )
+        return result["pixel_values"].to(self.device, self.precision.pixel_dtype).contiguous()
 
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, 3, h, w) preprocessed pixels on the device -> (B, Q, D) float32 projected query outputs."""
         import torch
 
         model = self.model
-        try:
-            with torch.inference_mode():
+        with torch.inference_mode():
+            with self.precision.image_forward():
                 image_embeds = model.vision_model(pixel_values=pixel_values).last_hidden_state
-                qformer_dtype = model.query_tokens.dtype
-                image_embeds = image_embeds.to(qformer_dtype)
+            with self.precision.float32_part():
+                image_embeds = image_embeds.to(model.query_tokens.dtype)
                 queries = model.query_tokens.expand(image_embeds.shape[0], -1, -1)
                 mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
                 query_out = model.qformer(
@@ -199,11 +233,6 @@ class Blip2Encoder:
                 ).last_hidden_state
                 proj = model.vision_projection
                 return proj(query_out.to(proj.weight.dtype)).float()
-        except torch.cuda.OutOfMemoryError as exc:
-            raise ModelError(
-                f"out of GPU memory encoding {pixel_values.shape[0]} frames; lower --batch-size "
-                f"(now {self.batch_size})"
-            ) from exc
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """M strings -> (M, D) float32 projected CLS embeddings (padded/cut to 35 tokens), not normalised."""
@@ -241,7 +270,7 @@ class Blip2Encoder:
     def __repr__(self) -> str:
         return (
             f"Blip2Encoder(name={self.config.name!r}, device={str(self.device)!r}, "
-            f"dtype={str(self.dtype).replace('torch.', '')!r}, batch_size={self.batch_size})"
+            f"precision={self.precision.name!r}, batch_size={self.batch_size})"
         )
 
 
@@ -283,7 +312,9 @@ def _load_parts_once(
         hint = "pass --model a directory written by save_pretrained"
         missing = "the directory is incomplete"
     else:
-        hint = f"download it once with `huggingface-cli download {source}` or pass --model /path/to/dir"
+        from tfvtg.hub import download_hint
+
+        hint = download_hint(source)
         missing = (
             "not in the Hugging Face cache and offline (HF_HUB_OFFLINE=1 or local_files_only)"
             if local_files_only
@@ -369,12 +400,22 @@ def _from_pretrained_sdpa(model_cls: Any, source: str, **kwargs: Any) -> Any:
         return model_cls.from_pretrained(source, **kwargs)
 
 
-def _processor_size(image_processor: Any, name: str) -> tuple[int, int]:
+def _checked_image_size(image_processor: Any, vision_config: Any, name: str) -> tuple[int, int]:
+    """The processor's (height, width), which must be the vision tower's: transformers would otherwise
+    silently slice (or fail to broadcast) the position embeddings and give wrong features."""
     size = getattr(image_processor, "size", None)
     height = _get(size, "height")
     width = _get(size, "width")
     if not height or not width:
         raise ModelError(f"cannot use {name}: its image processor has no fixed height/width ({size!r})")
+    model_size = getattr(vision_config, "image_size", None)
+    expected = tuple(model_size) if isinstance(model_size, (list, tuple)) else (model_size, model_size)
+    if (int(height), int(width)) != tuple(int(v) for v in expected):
+        raise ModelError(
+            f"cannot use {name}: its image processor resizes to {height}x{width} but the model was trained "
+            f"at {expected[0]}x{expected[1]}; fix size in preprocessor_config.json or load the matching "
+            f"processor"
+        )
     return int(height), int(width)
 
 
