@@ -58,20 +58,21 @@ def real_blip2_config(name: str = "blip2-coco") -> Any:
 
 
 def vision_flops_per_frame(config: Any) -> float:
-    """Analytic forward FLOPs (2 per multiply-add) of one frame's image path: ViT + Q-Former + projection."""
+    """Analytic forward FLOPs (2 per multiply-add) of one frame's image path: ViT + Q-Former + projection.
+
+    The formulas are `tfvtg.encoders.zoo`'s (the numbers ``tfvtg encoders`` lists), applied to ``config``.
+    """
+    from tfvtg.encoders.zoo import qformer_flops, vit_flops
+
     v, q = config.vision_config, config.qformer_config
     tokens = (v.image_size // v.patch_size) ** 2 + 1
-    hv, iv = v.hidden_size, v.intermediate_size
-    patch = 2 * (tokens - 1) * (3 * v.patch_size**2) * hv
-    vit_layer = 2 * tokens * (4 * hv * hv + 2 * hv * iv) + 2 * 2 * tokens * tokens * hv
-    nq, hq, iq = config.num_query_tokens, q.hidden_size, q.intermediate_size
-    self_attn = 2 * nq * 4 * hq * hq + 2 * 2 * nq * nq * hq
-    ffn = 2 * nq * 2 * hq * iq
-    cross = 2 * nq * 2 * hq * hq + 2 * tokens * 2 * q.encoder_hidden_size * hq + 2 * 2 * nq * tokens * hq
-    n_cross = sum(1 for i in range(q.num_hidden_layers) if i % q.cross_attention_frequency == 0)
-    qformer = q.num_hidden_layers * (self_attn + ffn) + n_cross * cross
-    proj = 2 * nq * hq * config.image_text_hidden_size
-    return float(patch + v.num_hidden_layers * vit_layer + qformer + proj)
+    vit = vit_flops(v.image_size, v.patch_size, v.hidden_size, v.intermediate_size, v.num_hidden_layers)
+    qformer = qformer_flops(
+        tokens, encoder_hidden=q.encoder_hidden_size, queries=config.num_query_tokens, hidden=q.hidden_size,
+        intermediate=q.intermediate_size, layers=q.num_hidden_layers, cross_every=q.cross_attention_frequency,
+    )
+    proj = 2 * config.num_query_tokens * q.hidden_size * config.image_text_hidden_size
+    return float(vit + qformer + proj)
 
 
 def _tokenizer(vocab_size: int) -> Any:

@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.fixtures.openai_server",
     "tests.fixtures.tiny_qwen2vl",
     "tests.fixtures.tiny_models",
+    "tests.fixtures.tiny_clip",
     "tests.fixtures.videos",
     "tests.fixtures.grounding",
 ]

@@ -316,7 +316,9 @@ def test_reference_profile_warns_about_features_not_made_with_the_official_numer
     run = dict(model=str(tiny_blip2_dir), device="cpu", progress=False)
     with caplog.at_level(logging.WARNING, logger="tfvtg.evaluate"):
         evaluate("charades-sta", annotation_file, features_dir, profile="reference", **run)
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    # evaluate's own warnings only: the tiny tokenizer spells some queries past 35 tokens (warned about too).
+    ours = [r for r in caplog.records if r.name == "tfvtg.evaluate"]
+    warnings = [r.getMessage() for r in ours if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "2 of 3 feature files were not made with the official numerics (autocast-float16" in warnings[0]
     assert "1 in an unrecorded precision, 1 in bfloat16" in warnings[0]
@@ -327,4 +329,4 @@ def test_reference_profile_warns_about_features_not_made_with_the_official_numer
             official = replace(tiny_features[vid], precision="autocast-float16")
             official.save(features_dir / f"{vid}.safetensors")
         evaluate("charades-sta", annotation_file, features_dir, profile="reference", **run)
-    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "tfvtg.evaluate"]

@@ -1,4 +1,4 @@
-"""The ``tfvtg`` command: ground, extract, decompose, evaluate, plot, index, search."""
+"""The ``tfvtg`` command: ground, extract, decompose, evaluate, plot, encoders, index, search."""
 
 from __future__ import annotations
 
@@ -51,7 +51,8 @@ def cli() -> None:
 
 _encoder_options = option_group(
     click.option("--model", default=DEFAULT_ENCODER, show_default=True,
-                 help="Encoder: blip2-coco (the paper's), blip2, a Hugging Face id or a model directory."),
+                 help="Encoder: blip2-coco (the paper's), blip2, clip-b32, clip-b16, clip-l14, siglip2-b16 "
+                      "(tfvtg encoders), a Hugging Face id or a model directory."),
     click.option("--device", default="auto", show_default=True,
                  help="auto (cuda, mps, cpu), cpu, cuda, cuda:N, mps."),
     click.option("--dtype", default=None,
@@ -491,6 +492,15 @@ def evaluate(dataset: str, annotations: Path, features_dir: Path, feature_format
 
 # ------------------------------------------------------------------------------------------------- decompose
 # One query printed, or a dataset's sentences written to TFVTG's llm_outputs.json (tfvtg.decompose).
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of the table.")
+def encoders(as_json: bool) -> None:
+    """List the registered encoders (--model NAME): checkpoint, input, features, cost, recorded CPU speed."""
+    from tfvtg.encoders.zoo import format_specs, spec_rows
+
+    click.echo(json.dumps(spec_rows(), indent=1) if as_json else "\n".join(format_specs()))
 
 
 def _print_decomposition(query: str, answer: dict[str, Any] | None, source: str, note: str | None) -> None:

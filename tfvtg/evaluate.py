@@ -129,7 +129,7 @@ class _ModelShape:
 
 def _model_shape(model: str, grounder: Grounder | None) -> _ModelShape:
     """The loaded encoder's config, else what the checkpoint's JSON files say (never loads weights)."""
-    from tfvtg.encoders import resolve_name
+    from tfvtg.encoders import checkpoint_shape, resolve_name
     from tfvtg.errors import ModelError
 
     loaded = grounder.loaded_encoder if grounder is not None else None
@@ -140,21 +140,11 @@ def _model_shape(model: str, grounder: Grounder | None) -> _ModelShape:
         source, is_dir = resolve_name(grounder.model if grounder is not None else model)
     except ModelError:
         return _ModelShape()  # reported when the model is loaded, after the files are known to be good
-    config = _checkpoint_json(source, is_dir, "config.json")
-    size = _checkpoint_json(source, is_dir, "preprocessor_config.json").get("size")
-    size = size if isinstance(size, dict) else {}
-    height, width = _count(size.get("height")), _count(size.get("width"))
-    return _ModelShape(
-        name=source,
-        image_size=(height, width) if height and width else None,
-        num_query_tokens=_count(config.get("num_query_tokens")),
-        embed_dim=_count(config.get("image_text_hidden_size")),
+    image_size, queries, dim = checkpoint_shape(
+        _checkpoint_json(source, is_dir, "config.json"),
+        _checkpoint_json(source, is_dir, "preprocessor_config.json"),
     )
-
-
-def _count(value: Any) -> int | None:
-    """``value`` when it is a positive int, else None."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+    return _ModelShape(name=source, image_size=image_size, num_query_tokens=queries, embed_dim=dim)
 
 
 def _checkpoint_json(source: str, is_dir: bool, filename: str) -> dict[str, Any]:

@@ -205,14 +205,15 @@ class Grounder:
     """Ground natural-language queries in videos with TFVTG, encoding each video once.
 
     Args:
-        model: Encoder name (``"blip2-coco"``, the paper's weights; ``"blip2"``), a Hugging Face id, or a
-            local directory saved with ``save_pretrained``. Loaded on first need.
+        model: Encoder name (``"blip2-coco"``, the paper's weights; ``"blip2"``; the light ``"clip-b32"``,
+            ``"clip-b16"``, ``"clip-l14"``, ``"siglip2-b16"``), a Hugging Face id, or a local directory saved
+            with ``save_pretrained``. Loaded on first need.
         device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
         dtype: Encoder precision (`tfvtg.device.resolve_precision`; ``None``: autocast-float16 on CUDA,
             float32 elsewhere).
         fps: Frame sampling rate (``None``: the encoder's default, 3 for BLIP-2).
         profile: ``"default"`` (the paper's method with the official code's bugs fixed) or ``"reference"``
-            (the official code's decisions, its frame sampling and time mapping included).
+            (the official code's decisions, its frame sampling and time mapping included; BLIP-2 only).
         method: The localiser: ``"tfvtg"`` (TFVTG's windows) or ``"tag"`` (TAG's scenes, docs/TAG-METHOD.md;
             its mask threshold and clustering come from the encoder's config). Both run with or without an
             LLM.
@@ -312,8 +313,12 @@ class Grounder:
         if self._encoder is None:
             from tfvtg.encoders import create_encoder
 
-            self._encoder = create_encoder(self.model, device=self.device, dtype=self.dtype,
-                                           batch_size=self.batch_size)
+            encoder = create_encoder(self.model, device=self.device, dtype=self.dtype,
+                                     batch_size=self.batch_size)
+            if self.profile == "reference" and encoder.config.family != "blip-2":
+                raise InputError(f"the reference profile reproduces the official code, which runs BLIP-2; "
+                                 f"{self.model} is a {encoder.config.family} encoder: use --profile default")
+            self._encoder = encoder
         return self._encoder
 
     @property
@@ -427,6 +432,10 @@ class Grounder:
                 raise InputError(f"the video features have dimension {feats.shape[-1]} but the {self.model} "
                                  f"text embeddings {text_feats.shape[-1]}: the features come from another "
                                  "encoder")
+            per_frame = self.encoder.config.num_query_tokens
+            if feats.ndim == 3 and feats.shape[1] != per_frame:
+                raise InputError(f"the video features have {feats.shape[1]} tokens per frame but "
+                                 f"{self.model} makes {per_frame}: the features come from another encoder")
             self._check_encoder_name(video)
             sims = np.asarray(self.encoder.similarity(feats, text_feats), dtype=np.float32)
             memo.update(zip(missing, sims, strict=True))

@@ -7,34 +7,41 @@ back-end module is imported when an encoder is created.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from pathlib import Path
 
 from tfvtg.encoders.base import Encoder, EncoderConfig, max_cosine_similarity
+from tfvtg.encoders.zoo import SPECS, EncoderSpec
 from tfvtg.errors import ModelError
 
 __all__ = [
     "Encoder",
     "EncoderConfig",
+    "EncoderSpec",
+    "checkpoint_model_type",
+    "checkpoint_shape",
     "create_encoder",
     "list_encoders",
     "max_cosine_similarity",
     "resolve_name",
     "REGISTRY",
+    "SPECS",
 ]
 
-# Name -> Hugging Face Hub id. "blip2-coco" is the paper's encoder (LAVIS blip2_image_text_matching, coco).
-REGISTRY: dict[str, str] = {
-    "blip2": "Salesforce/blip2-itm-vit-g",  # pretrain ITM/ITC weights, 224x224
-    "blip2-coco": "Salesforce/blip2-itm-vit-g-coco",  # COCO-finetuned, 364x364: the TFVTG paper's weights
-}
+# Name -> Hugging Face Hub id. "blip2-coco" is the paper's encoder (LAVIS blip2_image_text_matching, coco);
+# the others are the light encoders of the zoo (tfvtg.encoders.zoo).
+REGISTRY: dict[str, str] = {spec.name: spec.checkpoint for spec in SPECS}
 DEFAULT_ENCODER = "blip2-coco"
+# config.json model_type -> back-end module. SigLIP 2's fixed-resolution checkpoints are model_type "siglip".
+BACKENDS = {"blip-2": "blip2", "clip": "clip", "siglip": "clip"}
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def list_encoders() -> list[str]:
-    """The registered short names, e.g. ``["blip2", "blip2-coco"]``."""
+    """The registered short names, e.g. ``["blip2", "blip2-coco", "clip-b16", ...]``."""
     return sorted(REGISTRY)
 
 
@@ -84,9 +91,14 @@ def create_encoder(
 ) -> Encoder:
     """Create an encoder from a registered name, a Hugging Face Hub id or a ``save_pretrained`` directory.
 
+    The back-end is chosen by the checkpoint's ``config.json`` ``model_type``: ``blip-2`` (BLIP-2 retrieval,
+    `tfvtg.encoders.blip2`), ``clip`` or ``siglip`` (CLIP, SigLIP, SigLIP 2 fixed resolution,
+    `tfvtg.encoders.clip`).
+
     Args:
         name_or_path: ``"blip2-coco"`` (``Salesforce/blip2-itm-vit-g-coco``, 364 px, the paper's weights),
-            ``"blip2"`` (``Salesforce/blip2-itm-vit-g``, 224 px), a Hub id, or a local directory.
+            ``"blip2"`` (224 px), ``"clip-b32"``, ``"clip-b16"``, ``"clip-l14"``, ``"siglip2-b16"`` (see
+            ``tfvtg encoders``), a Hub id, or a local directory.
         device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
         dtype: Precision (`tfvtg.device.resolve_precision`); None/``"auto"`` = ``autocast-float16`` (fp32
             weights, fp16 autocast: the official numerics) on CUDA, ``float32`` elsewhere.
@@ -96,11 +108,12 @@ def create_encoder(
             (unless HF_HUB_OFFLINE=1); False always asks the Hub.
 
     Returns:
-        An object following the `Encoder` protocol (for BLIP-2: `tfvtg.encoders.blip2.Blip2Encoder`).
+        An object following the `Encoder` protocol (`tfvtg.encoders.blip2.Blip2Encoder` or
+        `tfvtg.encoders.clip.ClipEncoder`).
 
     Raises:
-        ModelError: Unknown name, missing directory, weights neither cached nor downloadable, not a BLIP-2
-            retrieval checkpoint, or out of memory; the message says what to do.
+        ModelError: Unknown name, missing directory, weights neither cached nor downloadable, a checkpoint of
+            an unsupported type, or out of memory; the message says what to do.
         InputError: An unknown device or dtype name.
     """
     source, is_dir = resolve_name(name_or_path)
@@ -108,9 +121,23 @@ def create_encoder(
         from tfvtg.hub import require_model
 
         local_files_only = require_model(source, cache_dir) or None
-    from tfvtg.encoders.blip2 import Blip2Encoder
+    spec = _SPECS_BY_NAME.get(name_or_path.strip())
+    if spec is not None:
+        model_type: str | None = spec.model_type
+    else:
+        model_type = checkpoint_model_type(source, is_dir, cache_dir, local_files_only)
+    if model_type is not None and model_type not in BACKENDS:
+        raise ModelError(
+            f"cannot load {source}: it is a {model_type} checkpoint; tfvtg encodes with BLIP-2 retrieval "
+            f"(blip-2), CLIP (clip) or SigLIP / SigLIP 2 fixed-resolution (siglip) checkpoints, not a "
+            f"{model_type} one{_NAFLEX_HINT if model_type == 'siglip2' else ''}"
+        )
+    if model_type is not None and BACKENDS[model_type] == "clip":
+        from tfvtg.encoders.clip import ClipEncoder as backend
+    else:  # BLIP-2, or a checkpoint whose config cannot be read here: the BLIP-2 loader says what is wrong
+        from tfvtg.encoders.blip2 import Blip2Encoder as backend
 
-    return Blip2Encoder.from_pretrained(  # a directory is always read offline there
+    return backend.from_pretrained(  # a directory is always read offline there
         source,
         device=device,
         dtype=dtype,
@@ -118,3 +145,67 @@ def create_encoder(
         cache_dir=cache_dir,
         local_files_only=local_files_only,
     )
+
+
+_SPECS_BY_NAME = {spec.name: spec for spec in SPECS}
+_NAFLEX_HINT = " (SigLIP 2 NaFlex, variable resolution; use a fixed-resolution one such as siglip2-b16)"
+
+
+def checkpoint_model_type(
+    source: str, is_dir: bool, cache_dir: str | None = None, local_files_only: bool | None = None
+) -> str | None:
+    """The ``model_type`` in a checkpoint's ``config.json`` (directory, cache, else the Hub), or None.
+
+    None when the file cannot be read here (missing, offline, not JSON): the loader then reports why.
+    """
+    if is_dir:
+        path: str | None = os.path.join(source, "config.json")
+    else:
+        from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+        found = try_to_load_from_cache(source, "config.json", cache_dir=cache_dir)
+        path = found if isinstance(found, str) else None
+        from tfvtg.encoders.blip2 import _env_true
+
+        offline = local_files_only is True or _env_true("HF_HUB_OFFLINE")
+        if path is None and not offline:
+            try:
+                path = hf_hub_download(source, "config.json", cache_dir=cache_dir)
+            except Exception:  # noqa: BLE001 (any hub failure: the loader reports it with its hint)
+                path = None
+    if path is None or not os.path.isfile(path):
+        return None
+    try:
+        config = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    return model_type if isinstance(model_type, str) else None
+
+
+def checkpoint_shape(
+    config: dict, preprocessor: dict
+) -> tuple[tuple[int, int] | None, int | None, int | None]:
+    """(image size, Q, D) of the features a checkpoint makes, read from its JSON files (None: not known).
+
+    Args:
+        config: The checkpoint's ``config.json``.
+        preprocessor: Its ``preprocessor_config.json`` (the image size: ``size``, or ``crop_size`` when the
+            processor crops, as CLIP's does).
+    """
+    model_type = config.get("model_type")
+    size = preprocessor.get("crop_size") if preprocessor.get("do_center_crop") else preprocessor.get("size")
+    size = size if isinstance(size, dict) else {}
+    height, width = _count(size.get("height")), _count(size.get("width"))
+    image_size = (height, width) if height and width else None
+    if model_type == "clip":
+        return image_size, 1, _count(config.get("projection_dim", 512))
+    if model_type == "siglip":
+        text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+        return image_size, 1, _count(text.get("projection_size") or text.get("hidden_size", 768))
+    return image_size, _count(config.get("num_query_tokens")), _count(config.get("image_text_hidden_size"))
+
+
+def _count(value: object) -> int | None:
+    """``value`` when it is a positive int, else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None

@@ -34,6 +34,7 @@ class EncoderConfig:
             docs/TAG-METHOD.md).
         tag_temporal_coherence: Whether TAG clusters with its temporal-coherence k-means (BLIP-2) or plain
             k-means (CLIP-like features), as its per-encoder configurations do.
+        family: The checkpoint's ``model_type``: ``blip-2``, ``clip`` or ``siglip`` (SigLIP and SigLIP 2).
         precision: How the image side computes, a `tfvtg.device.PRECISIONS` name (``autocast-float16``,
             ``float32``, ``float16``, ``bfloat16``) from `tfvtg.device.resolve_precision`; feature files
             record it. None: not known.
@@ -49,6 +50,7 @@ class EncoderConfig:
     mask_threshold: float = 0.2
     tag_mask_threshold: float = 0.2
     tag_temporal_coherence: bool = True
+    family: str = "blip-2"
     precision: str | None = None
 
 

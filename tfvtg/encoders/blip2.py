@@ -44,6 +44,7 @@ from tfvtg.device import (
     resolve_precision,
 )
 from tfvtg.encoders.base import EncoderConfig, max_cosine_similarity
+from tfvtg.encoders.text import TruncationWarnings
 from tfvtg.errors import InputError, ModelError, first_line
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ class Blip2Encoder:
         lut = _pointwise_lut(image_processor, self.config.image_size)  # (3, 256) float32 or None
         # In the pixel dtype: rounding the table rounds each pixel exactly as rounding the pixels would.
         self._lut_device = None if lut is None else torch.from_numpy(lut).to(device, precision.pixel_dtype)
+        self._truncation = TruncationWarnings(name, TEXT_MAX_LENGTH)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -247,6 +249,7 @@ class Blip2Encoder:
         model = self.model
         for start in range(0, len(texts), self.batch_size):
             chunk = texts[start : start + self.batch_size]
+            self._truncation.check(self.tokenizer, chunk)
             tokens = self.tokenizer(
                 chunk, padding="max_length", truncation=True, max_length=TEXT_MAX_LENGTH, return_tensors="pt"
             )
