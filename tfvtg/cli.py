@@ -1,4 +1,4 @@
-"""The ``tfvtg`` command: ground, extract, decompose, evaluate, plot, encoders."""
+"""The ``tfvtg`` command: ground, extract, decompose, evaluate, plot, encoders, index, search."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from tfvtg.errors import InputError, VideoError
 from tfvtg.evaluate import FEATURE_FORMATS
 from tfvtg.localize import PRESETS, PROFILES
 from tfvtg.pipeline import GROUNDING_METHODS
+from tfvtg.search_cli import add_search_commands
 from tfvtg.splits import DEFAULT_SEED, SPLITS
 from tfvtg.video import SAMPLING_MODES, video_id
 
@@ -73,9 +74,7 @@ _method_option = click.option(
     help="tfvtg: TFVTG's windows; tag: TAG's scene clustering (no LLM needed; with LLM decompositions, "
          "TFVTG's LLM flow around it).")
 
-_grounding_options = option_group(
-    click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
-                 help="At most this many spans per query (fewer when fewer distinct spans are found)."),
+_method_options = option_group(  # how a video is grounded (ground, plot, search)
     _method_option,
     click.option("--profile", type=click.Choice(PROFILES), default="default",
                  show_default=True,
@@ -95,6 +94,11 @@ _grounding_options = option_group(
                  help="Cache root, features/ and llm/ inside [default: $TFVTG_CACHE, else "
                       "$XDG_CACHE_HOME/tfvtg or ~/.cache/tfvtg]."),
     click.option("--no-cache", is_flag=True, help="Neither read nor write the caches."),
+)
+_grounding_options = option_group(
+    click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
+                 help="At most this many spans per query (fewer when fewer distinct spans are found)."),
+    _method_options,
 )
 
 
@@ -594,6 +598,9 @@ def decompose(query: str | None, llm: str | None, llm_base_url: str | None, no_c
     finally:
         signal.signal(signal.SIGTERM, previous)
     click.echo(f"wrote {out_path}: {summary}")
+
+
+add_search_commands(cli, _method_options, _encoder_options, _make_grounder)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
