@@ -310,7 +310,7 @@ def test_cli_index_and_search_across_processes(tmp_path: Path, tiny_blip2_dir: P
     assert lines == [h.to_dict() for h in expected]
     assert {"rank", "video", "start", "end", "score", "source"} <= set(lines[0])
     cup = [line for line in lines if line["video"] == "cup"]
-    assert not cup or cup[0]["source"] == str(cup_video.resolve())
+    assert not cup or Path(cup[0]["source"]).resolve() == cup_video.resolve()
 
     info = subprocess.run([sys.executable, "-m", "tfvtg.cli", "index", "info", str(idx), "--json"],
                           capture_output=True, text=True, env=env, timeout=120)
@@ -334,3 +334,22 @@ def test_cli_errors_are_one_line(args: list[str], message: str, collection: Coll
     assert main([a.format(**values) for a in args]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_add_videos_goes_through_extract_many(tmp_path: Path, tiny_blip2_dir: Path, cup_video: Path,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    """Videos given to `add` are named as given (a link by its own name), resumed, and a broken one is
+    named in a warning and left out while the others are indexed."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "mug.mp4").symlink_to(cup_video)
+    (videos / "broken.mp4").write_bytes(b"not a video at all")
+    collection = Collection.open(tmp_path / "idx")
+    with caplog.at_level("WARNING", logger="tfvtg.index"):
+        report = collection.add([videos], model=str(tiny_blip2_dir), device="cpu")
+    assert report["added"] == ["mug"]
+    assert (tmp_path / "idx" / "features" / "mug.safetensors").is_file()
+    assert any("broken" in r.getMessage() for r in caplog.records)
+    again = Collection.open(tmp_path / "idx").add([videos / "mug.mp4"], model=str(tiny_blip2_dir),
+                                                  device="cpu")
+    assert again["unchanged"] == ["mug"]

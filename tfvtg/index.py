@@ -347,13 +347,17 @@ class Collection:
         batch_size: int = 32,
         fps: float | None = None,
         dedup_threshold: float | None = None,
+        engine: str = "local",
         progress: bool = False,
     ) -> dict[str, list[str]]:
         """Index feature files (``.safetensors`` from ``tfvtg extract``), folders of them, or videos.
 
-        Videos are extracted first (with ``model``, default the index's encoder or ``blip2-coco``) into the
-        index's ``features/`` folder. A video id is its file name without suffix; a feature file already
-        indexed and unchanged is skipped, a changed one (or another file of the same id) is indexed again.
+        Videos are extracted first through `tfvtg.extract_many` (``engine`` ``"local"`` or ``"ray"``;
+        with ``model``, default the index's encoder or ``blip2-coco``) into the index's ``features/``
+        folder, resuming from the files already there; a video that fails is named in a warning and left
+        out. A video id is its file name without suffix (the name given, not a link's target); a feature
+        file already indexed and unchanged is skipped, a changed one (or another file of the same id) is
+        indexed again.
 
         Returns:
             ``{"added": [...], "updated": [...], "unchanged": [...]}`` video ids.
@@ -369,12 +373,10 @@ class Collection:
             else:
                 self._manifest = _Manifest()
             files, videos = self._expand(paths)
-            if videos:
-                files += self._extract(videos, model=model, device=device, dtype=dtype,
-                                       batch_size=batch_size, fps=fps, dedup_threshold=dedup_threshold,
-                                       progress=progress)
-            return self._add_files(files, owned={str(p) for p in files[len(files) - len(videos):]},
-                                   progress=progress)
+            extracted = self._extract(videos, model=model, device=device, dtype=dtype, batch_size=batch_size,
+                                      fps=fps, dedup_threshold=dedup_threshold, engine=engine,
+                                      progress=progress) if videos else []
+            return self._add_files(files + extracted, owned={str(p) for p in extracted}, progress=progress)
 
     def remove(self, videos: Iterable[str]) -> list[str]:
         """Remove videos by id (deleting the feature files the index extracted itself); returns the ids.
@@ -431,27 +433,28 @@ class Collection:
                 videos.append(path)
             else:
                 raise InputError(f"{path} is neither a feature file (.safetensors) nor a video")
-        return [p.resolve() for p in files], [p.resolve() for p in videos]
+        # absolute, not resolved: a link is indexed under its own name (one id rule: the name the user gave)
+        return [p.absolute() for p in files], [p.absolute() for p in videos]
 
     def _extract(self, videos: list[Path], *, model: str | None, device: str, dtype: str | None,
-                 batch_size: int, fps: float | None, dedup_threshold: float | None,
+                 batch_size: int, fps: float | None, dedup_threshold: float | None, engine: str,
                  progress: bool) -> list[Path]:
-        """Extract ``videos`` into ``features/`` with the index's encoder (or ``model``); the new files."""
-        from tfvtg.encoders import DEFAULT_ENCODER, create_encoder
-        from tfvtg.features import extract_features
+        """Extract ``videos`` into ``features/`` with the index's encoder (or ``model``); files to index."""
+        from tfvtg.encoders import DEFAULT_ENCODER
+        from tfvtg.engines import extract_many
+        from tfvtg.grounder import check_feature_model
 
+        m = self._manifest
+        name = model or m.encoder or DEFAULT_ENCODER
+        if m.encoder is not None and model is not None:
+            check_feature_model(m.encoder, None, model, None)  # another Hub model: refused before any work
         out = self.root / FEATURES_DIR
-        encoder = create_encoder(model or self._manifest.encoder or DEFAULT_ENCODER, device=device,
-                                 dtype=dtype, batch_size=batch_size)
-        self._check_model(encoder.config.name, list(encoder.config.image_size), what=f"model {model}")
-        written = []
-        for video in videos:
-            target = out / f"{video.stem}.safetensors"
-            features = extract_features(video, encoder, fps=fps, batch_size=batch_size,
-                                        dedup_threshold=dedup_threshold, progress=progress)
-            features.save(target)
-            written.append(target.resolve())
-        return written
+        summary = extract_many(videos, out, engine=engine, model=name, device=device, dtype=dtype,
+                               batch_size=batch_size, fps=fps, dedup_threshold=dedup_threshold,
+                               skip_existing=True, progress=progress)
+        for vid, reason in summary.failed.items():
+            log.warning("not indexed: %s: %s", vid, reason)
+        return [(out / f"{vid}.safetensors").absolute() for vid in summary.paths if vid not in summary.failed]
 
     def _check_model(self, encoder: str, image_size: list[int], what: str) -> None:
         m = self._manifest

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from tfvtg.console import verbose_option
+from tfvtg.engines import ENGINES
 
 __all__ = ["add_search_commands"]
 
@@ -46,8 +47,10 @@ def add_search_commands(group: click.Group, method_options: Callable, encoder_op
     @verbose_option
     @click.argument("index_path", metavar="INDEX", type=click.Path(path_type=Path))
     @click.argument("paths", metavar="FEATURES...", nargs=-1, required=True, type=click.Path(path_type=Path))
+    @click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
+                  help="Where videos given instead of feature files are extracted (as tfvtg extract).")
     @encoder_options
-    def index_add(index_path: Path, paths: tuple[Path, ...], **options: Any) -> None:
+    def index_add(index_path: Path, paths: tuple[Path, ...], engine: str, **options: Any) -> None:
         """Create or grow INDEX from feature files (tfvtg extract), folders of them, or videos.
 
         A video id is its file name without suffix. Videos are extracted first, with --model (default: the
@@ -59,7 +62,7 @@ def add_search_commands(group: click.Group, method_options: Callable, encoder_op
         source = click.get_current_context().get_parameter_source("model")
         model = None if source is click.core.ParameterSource.DEFAULT else options["model"]
         collection = Collection.open(index_path)
-        report = collection.add(paths, model=model, progress=True, **_extract_args(options))
+        report = collection.add(paths, model=model, engine=engine, progress=True, **_extract_args(options))
         click.echo(f"{index_path}: added {len(report['added'])}, updated {len(report['updated'])}, "
                    f"unchanged {len(report['unchanged'])}; {len(collection)} videos")
 
