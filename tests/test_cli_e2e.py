@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.fixtures.grounding import charades_records
 from tfvtg.cli import _clock, main
 from tfvtg.evaluate import evaluate
 from tfvtg.features import VideoFeatures
@@ -57,14 +58,7 @@ def expected_moments(tiny_blip2_dir, tiny_encoder, features, query, top_k=5):
 
 @pytest.fixture(scope="module")
 def annotation_file(tmp_path_factory, clip_queries, tiny_features) -> Path:
-    records = {
-        vid: {
-            "duration": round(tiny_features[vid].duration, 2),
-            "timestamps": [q["spans"][0] for q in queries],
-            "sentences": [q["query"] for q in queries],
-        }
-        for vid, queries in clip_queries.items()
-    }
+    records = charades_records(tiny_features, clip_queries)
     path = tmp_path_factory.mktemp("cli_ann") / "clips_test.json"
     path.write_text(json.dumps(records))
     return path
