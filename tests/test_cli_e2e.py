@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.fixtures.grounding import charades_records
 from tfvtg.cli import _clock, main
 from tfvtg.evaluate import evaluate
 from tfvtg.features import VideoFeatures
@@ -57,14 +58,7 @@ def expected_moments(tiny_blip2_dir, tiny_encoder, features, query, top_k=5):
 
 @pytest.fixture(scope="module")
 def annotation_file(tmp_path_factory, clip_queries, tiny_features) -> Path:
-    records = {
-        vid: {
-            "duration": round(tiny_features[vid].duration, 2),
-            "timestamps": [q["spans"][0] for q in queries],
-            "sentences": [q["query"] for q in queries],
-        }
-        for vid, queries in clip_queries.items()
-    }
+    records = charades_records(tiny_features, clip_queries)
     path = tmp_path_factory.mktemp("cli_ann") / "clips_test.json"
     path.write_text(json.dumps(records))
     return path
@@ -183,7 +177,8 @@ def test_ground_json_from_a_queries_file(runs, tiny_blip2_dir, tiny_encoder, tin
 
 
 def test_extract_in_two_shards_then_evaluate(
-    runs, cli_env, tiny_blip2_dir, tiny_features, tiny_features_dir, shared_videos, annotation_file, capsys
+    runs, cli_env, tiny_blip2_dir, tiny_features, tiny_features_dir, shared_videos, annotation_file, capsys,
+    monkeypatch,
 ) -> None:
     shard0, shard1 = runs["shard0"], runs["shard1"]
     assert shard0.returncode == 0, shard0.stderr
@@ -203,14 +198,15 @@ def test_extract_in_two_shards_then_evaluate(
         written = VideoFeatures.load(out / f"{vid}.safetensors")
         np.testing.assert_array_equal(written.features, expected.features)
         np.testing.assert_array_equal(written.timestamps, expected.timestamps)
-    # Resuming skips everything (and never loads the model).
-    assert (
-        main(
-            ["extract", str(shared_videos), "--out", str(out), "--skip-existing", "--model", "no-such-model"]
-        )
-        == 0
-    )
+    # Resuming with the same settings skips everything, and with --fps given never loads the model.
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded for a complete resume")
+
+    monkeypatch.setattr("tfvtg.encoders.create_encoder", no_model)
+    resume = ["extract", str(shared_videos), "--out", str(out), "--skip-existing", "--fps", "3"]
+    assert main([*resume, "--model", str(tiny_blip2_dir)]) == 0
     assert "extracted 0, skipped 3, failed 0 of 3 videos" in capsys.readouterr().out
+    monkeypatch.undo()
 
     preds = runs["work"] / "preds.jsonl"
     proc = run_cli(
@@ -364,7 +360,9 @@ def test_extract_goes_on_past_a_bad_video_and_fails_at_the_end(
     assert "wrote " in captured.out and "extracted 1, skipped 0, failed 1 of 2 videos" in captured.out
     assert captured.err.strip().splitlines()[-1].startswith("error: 1 of 2 videos failed: broken.mp4 (")
     assert "Traceback" not in captured.err
-    assert sorted(p.name for p in out.iterdir()) == ["cup.safetensors"]  # no partial file for the bad one
+    # No partial file for the bad one; the failure report beside the outputs names it.
+    assert sorted(p.name for p in out.iterdir()) == ["cup.safetensors", "extract_failures.json"]
+    assert f"failures listed in {out / 'extract_failures.json'}" in captured.out
 
 
 def test_ground_with_an_llm_prints_the_decomposition(

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.fixtures.grounding import charades_records
 from tfvtg.cli import main
 from tfvtg.errors import InputError
 from tfvtg.features import VideoFeatures
@@ -81,14 +82,7 @@ def test_extract_then_evaluate_with_siglip2(
     for feats in features.values():
         assert feats.features.shape[1:] == (1, 24) and feats.encoder == str(tiny_siglip2_dir.resolve())
         assert feats.image_size == (32, 32) and feats.fps == 3.0
-    records = {
-        vid: {
-            "duration": round(features[vid].duration, 2),
-            "timestamps": [q["spans"][0] for q in queries],
-            "sentences": [q["query"] for q in queries],
-        }
-        for vid, queries in clip_queries.items()
-    }
+    records = charades_records(features, clip_queries)
     annotations = tmp_path / "clips_test.json"
     annotations.write_text(json.dumps(records))
     preds = tmp_path / "preds.jsonl"

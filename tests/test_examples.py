@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.fixtures.grounding import charades_records
 from tfvtg.evaluate import evaluate
 from tfvtg.grounder import Grounder
 
@@ -18,14 +19,7 @@ QUERIES = ["a hand tilts a black cup sideways", "the cup is moved away from the 
 def test_ground_video_and_evaluate_charades_examples(
     tiny_blip2_dir, tiny_encoder, tiny_features, tiny_features_dir, clip_queries, cup_video, tmp_path
 ) -> None:
-    records = {
-        vid: {
-            "duration": round(tiny_features[vid].duration, 2),
-            "timestamps": [q["spans"][0] for q in queries],
-            "sentences": [q["query"] for q in queries],
-        }
-        for vid, queries in clip_queries.items()
-    }
+    records = charades_records(tiny_features, clip_queries)
     annotations = tmp_path / "clips_test.json"
     annotations.write_text(json.dumps(records))
     outputs = {vid: {**rec, "response": [{} for _ in rec["sentences"]]} for vid, rec in records.items()}

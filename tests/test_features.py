@@ -15,43 +15,13 @@ import numpy as np
 import pytest
 
 import tfvtg
+from tests.fixtures.encoders import MeanColorEncoder
 from tests.fixtures.videos import frame_pattern, make_video
 from tfvtg.atomic import write_atomic
-from tfvtg.encoders.base import Encoder, EncoderConfig, max_cosine_similarity
+from tfvtg.encoders.base import Encoder
 from tfvtg.errors import InputError, ModelError, VideoError
 from tfvtg.features import FeatureCache, VideoFeatures, extract_features, load_features
 from tfvtg.video import read_frames
-
-
-class MeanColorEncoder:
-    """A real (tiny) Encoder: per frame, the mean RGB of its top and bottom halves -> (N, 2, 3)."""
-
-    def __init__(self, name: str = "mean-color", image_size=(24, 32), default_fps: float = 3.0) -> None:
-        self.config = EncoderConfig(
-            name=name,
-            image_size=image_size,
-            mean=(0.0, 0.0, 0.0),
-            std=(1.0, 1.0, 1.0),
-            num_query_tokens=2,
-            embed_dim=3,
-            default_fps=default_fps,
-        )
-        self.calls = 0
-        self.frames_seen = 0
-
-    def encode_images(self, frames: np.ndarray) -> np.ndarray:
-        self.calls += 1
-        self.frames_seen += len(frames)
-        assert frames.dtype == np.uint8 and frames.shape[1:] == (*self.config.image_size, 3)
-        f = frames.astype(np.float32) / 255.0
-        h = f.shape[1] // 2
-        return np.stack([f[:, :h].mean(axis=(1, 2)), f[:, h:].mean(axis=(1, 2))], axis=1)
-
-    def encode_texts(self, texts):
-        return np.ones((len(texts), 3), np.float32)
-
-    def similarity(self, video_features, text_features):
-        return max_cosine_similarity(video_features, text_features)
 
 
 def expected_features(video, encoder, fps=3.0, mode="timestamp"):
@@ -140,7 +110,7 @@ def test_extract_shared_clip(shared_videos, encoder):
 
 
 def test_dedup_reuses_features_of_repeated_frames(repeated_video, caplog):
-    caplog.set_level(logging.INFO, logger="tfvtg.features")
+    caplog.set_level(logging.INFO, logger="tfvtg.engines.local")
     plain_enc = MeanColorEncoder()
     plain = extract_features(repeated_video, plain_enc, fps=3.0, progress=False)
     enc = MeanColorEncoder()

@@ -153,16 +153,16 @@ def test_full_flow_with_a_given_decomposition(tiny_blip2_dir, tiny_encoder, tiny
 def test_second_query_touches_neither_decoder_nor_vision_model(
     tiny_blip2_dir, tiny_encoder, cup_video, tmp_path, monkeypatch
 ) -> None:
-    import tfvtg.features
+    import tfvtg.video
 
     decodes = []
-    real_sample = tfvtg.features.sample_frames
+    real_sample = tfvtg.video.sample_frames
 
     def counting_sample(*args, **kwargs):
         decodes.append(args[0])
         return real_sample(*args, **kwargs)
 
-    monkeypatch.setattr(tfvtg.features, "sample_frames", counting_sample)
+    monkeypatch.setattr(tfvtg.video, "sample_frames", counting_sample)
     counting = Counting(tiny_encoder)
     g = _grounder(tiny_blip2_dir, tmp_path, counting)
     video = g.encode_video(cup_video)

@@ -223,8 +223,126 @@ def test_small_and_general_nms_paths_agree(monkeypatch):
         n = int(rng.integers(20, 60))  # at most ~240 candidates: the small path unless forced off
         curve = np.round(smooth_curve(rng, n), 2)  # rounding makes exact ties, which both must order alike
         small = localize(curve, 5, n // 2, top_k=8)
-        with monkeypatch.context() as patch:
-            patch.setattr(module, "_SMALL_NMS", 0)
-            general = localize(curve, 5, n // 2, top_k=8)
-        assert small.static_index.tolist() == general.static_index.tolist()
-        assert small.end_index.tolist() == general.end_index.tolist()
+        for scan in (module._SCAN_NMS, 0):  # the sorted scan without the cached table, and the blocks
+            with monkeypatch.context() as patch:
+                patch.setattr(module, "_SMALL_NMS", 0)
+                patch.setattr(module, "_SCAN_NMS", scan)
+                general = localize(curve, 5, n // 2, top_k=8)
+            assert small.static_index.tolist() == general.static_index.tolist()
+            assert small.end_index.tolist() == general.end_index.tolist()
+
+
+# ----------------------------------------------------------------- fast paths against the plain computation
+
+
+def _straightforward(curve, stride, max_stride, top_k, threshold, keep_full):
+    """Every window scored one by one, a stable sort and a greedy NMS over every candidate (float32 IoU of
+    the fractions): the computation `localize` makes fast. Returns [(start, end, static), ...]."""
+    n = len(curve)
+    mask = curve > 0.2
+    if keep_full and not mask.any():
+        mask = np.ones(n, bool)
+    x = np.where(mask, curve, 0.0)
+    step, longest = min(stride, n // 2), min(n, max_stride)
+    if keep_full:
+        step = max(step, 1)
+        longest = max(longest, step)
+    csum = np.concatenate(([0.0], np.cumsum(x))).tolist()
+    ccnt = np.concatenate(([0.0], np.cumsum(mask.astype(float)))).tolist()
+    cands = []
+    for length in range(step, longest + 1, step):
+        for i in range(n - length + 1):
+            inside = csum[i + length] - csum[i]
+            n_out = ccnt[-1] - (ccnt[i + length] - ccnt[i])
+            if n_out <= 0 and not keep_full:
+                continue
+            outside = (csum[-1] - inside) / n_out if n_out > 0 else 0.0
+            cands.append((i, i + length, inside / length - outside))
+    cands.sort(key=lambda c: -c[2])
+    lo = np.array([c[0] for c in cands], np.float32) / np.float32(n)
+    hi = np.array([c[1] for c in cands], np.float32) / np.float32(n)
+    kept: list[int] = []
+    for a in range(len(cands)):
+        inter = np.maximum(np.minimum(hi[kept], hi[a]) - np.maximum(lo[kept], lo[a]), np.float32(0))
+        iou = inter / (np.maximum(hi[kept], hi[a]) - np.minimum(lo[kept], lo[a]))
+        if not (iou > np.float32(threshold)).any():
+            kept.append(a)
+            if len(kept) == top_k:
+                break
+    return [cands[a] for a in kept]
+
+
+def shaped_curve(rng: np.random.Generator, n: int, shape: str) -> np.ndarray:
+    """Curves of the shapes bench_localize times, plus ties and windows that hold every active frame."""
+    t = np.arange(n) / n
+
+    def bump(start, width, height):
+        inside = (t >= start) & (t < start + width)
+        return height * np.where(inside, np.sin(np.pi * (t - start) / width) ** 2, 0.0)
+
+    if shape == "bump":
+        return 0.25 + bump(rng.uniform(0, 0.8), rng.uniform(0.05, 0.3), 0.15) + rng.normal(0, 0.01, n)
+    if shape == "two-bump":
+        return 0.25 + bump(0.1, 0.15, 0.13) + bump(rng.uniform(0.4, 0.8), 0.15, 0.15) + rng.normal(0, 0.01, n)
+    if shape == "flat":  # every window ties in exact arithmetic
+        return np.full(n, rng.choice([0.3, 0.25, 0.1]))
+    if shape == "noisy":
+        return np.round(rng.uniform(0.1, 0.4, n), 2)  # rounded: exact ties between windows
+    if shape == "stepped":
+        return np.repeat(rng.choice([0.15, 0.22, 0.28, 0.35], size=8), -(-n // 8))[:n]
+    if shape == "b1":  # one short active run: windows holding every active frame (bug B1)
+        curve = np.full(n, 0.1)
+        start = int(rng.integers(0, max(1, n - 12)))
+        curve[start : start + int(rng.integers(1, 12))] = rng.uniform(0.3, 0.5)
+        return curve
+    return smooth_curve(rng, n)
+
+
+@pytest.mark.parametrize("shape", ["bump", "two-bump", "flat", "noisy", "stepped", "b1", "mixed"])
+def test_fast_paths_equal_the_straightforward_computation(shape, monkeypatch):
+    import tfvtg.localize as module
+
+    rng = np.random.default_rng(sum(map(ord, shape)))
+    for trial in range(14):
+        n = int(rng.integers(30, 700))
+        x = shaped_curve(rng, n, shape)
+        stride = int(rng.choice([4, 13, 20, 40]))
+        max_stride = int(n * rng.choice([0.5, 1.0]))
+        top_k = int(rng.choice([1, 5, 10, 30]))
+        threshold = float(rng.choice([0.3, 0.3, 0.5, 0.7, 0.0, 1.0, 1.5]))
+        for profile in ("reference", "default"):
+            expected = _straightforward(x, stride, max_stride, top_k, threshold, profile == "default")
+            # Each path: the table-driven and the plain sorted scan where they apply, and the block search.
+            for small, scan in ((400, 8000), (0, 8000), (0, 0)):
+                monkeypatch.setattr(module, "_SMALL_NMS", small)
+                monkeypatch.setattr(module, "_SCAN_NMS", scan)
+                got = localize(x, stride, max_stride, top_k=top_k, nms_threshold=threshold, profile=profile)
+                if not expected:
+                    assert got.fallback
+                    continue
+                rows = list(
+                    zip(got.static_index.tolist(), got.end_index.tolist(), got.static.tolist(), strict=True)
+                )
+                assert rows == expected, (shape, trial, profile, small, scan)
+
+
+def test_suppressed_intervals_hold_every_suppressed_start():
+    from tfvtg.localize import _fractions, _iou32, _Suppression
+
+    rng = np.random.default_rng(4)
+    for n, step in ((90, 20), (700, 7), (1800, 40), (10800, 40)):
+        lengths = np.arange(step, n + 1, step)
+        starts = np.arange(n)[None, :]
+        valid = starts <= (n - lengths)[:, None]
+        lo, hi = _fractions(starts, n), _fractions(starts + lengths[:, None], n)
+        for threshold in (0.3, 0.5, 0.7, 0.0, 0.999, 1.0, -0.1):
+            suppression = _Suppression(lengths, n, threshold)
+            for _ in range(3):
+                length = int(rng.choice(lengths))
+                s = int(rng.integers(0, n - length + 1))
+                iou = _iou32(lo, hi, _fractions(np.array(s), n), _fractions(np.array(s + length), n))
+                hit = (iou > np.float32(threshold)) & valid
+                lo_, hi_ = suppression.starts(s, s + length)
+                sure = (starts >= lo_[0][:, None]) & (starts <= hi_[0][:, None]) & valid
+                maybe = (starts >= lo_[1][:, None]) & (starts <= hi_[1][:, None])
+                assert not (sure & ~hit).any() and not (hit & ~maybe).any(), (n, threshold, s, length)

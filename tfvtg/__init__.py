@@ -31,6 +31,8 @@ _LAZY = {
     "create_encoder": "tfvtg.encoders",
     "list_encoders": "tfvtg.encoders",
     "sample_frames": "tfvtg.video",
+    "Collection": "tfvtg.index",
+    "SearchHit": "tfvtg.index",
 }
 
 __all__ = [

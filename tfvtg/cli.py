@@ -1,4 +1,4 @@
-"""The ``tfvtg`` command: ground, extract, decompose, evaluate, plot, encoders, app."""
+"""The ``tfvtg`` command: ground, extract, decompose, evaluate, plot, encoders, index, search, app."""
 
 from __future__ import annotations
 
@@ -25,11 +25,14 @@ from tfvtg.console import (
 )
 from tfvtg.datasets import DATASETS
 from tfvtg.encoders import DEFAULT_ENCODER
+from tfvtg.engines import ENGINES
 from tfvtg.errors import InputError, VideoError
 from tfvtg.evaluate import FEATURE_FORMATS
 from tfvtg.localize import PRESETS, PROFILES
 from tfvtg.pipeline import GROUNDING_METHODS
-from tfvtg.video import SAMPLING_MODES, VIDEO_SUFFIXES
+from tfvtg.search_cli import add_search_commands
+from tfvtg.splits import DEFAULT_SEED, SPLITS
+from tfvtg.video import SAMPLING_MODES, video_id
 
 if TYPE_CHECKING:
     from tfvtg.grounder import Grounder, GroundingResult
@@ -71,9 +74,7 @@ _method_option = click.option(
     help="tfvtg: TFVTG's windows; tag: TAG's scene clustering (no LLM needed; with LLM decompositions, "
          "TFVTG's LLM flow around it).")
 
-_grounding_options = option_group(
-    click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
-                 help="At most this many spans per query (fewer when fewer distinct spans are found)."),
+_method_options = option_group(  # how a video is grounded (ground, plot, search)
     _method_option,
     click.option("--profile", type=click.Choice(PROFILES), default="default",
                  show_default=True,
@@ -93,6 +94,11 @@ _grounding_options = option_group(
                  help="Cache root, features/ and llm/ inside [default: $TFVTG_CACHE, else "
                       "$XDG_CACHE_HOME/tfvtg or ~/.cache/tfvtg]."),
     click.option("--no-cache", is_flag=True, help="Neither read nor write the caches."),
+)
+_grounding_options = option_group(
+    click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
+                 help="At most this many spans per query (fewer when fewer distinct spans are found)."),
+    _method_options,
 )
 
 
@@ -247,7 +253,8 @@ def ground(video: Path, query: str | None, queries: tuple[str, ...], queries_fil
             with writing(figure_path, "figure"):
                 save_figure(plot_result(result), figure_path)
         if as_json:
-            click.echo(json.dumps(result.to_prediction(qid=index - 1, vid=video.stem), ensure_ascii=False))
+            prediction = result.to_prediction(qid=index - 1, vid=video_id(video))
+            click.echo(json.dumps(prediction, ensure_ascii=False))
         else:
             click.echo("")
             click.echo(f"query: {text}")
@@ -313,87 +320,65 @@ def _parse_shard(shard: str | None) -> tuple[int, int]:
     return int(index), int(count)
 
 
-def _video_files(paths: Sequence[Path]) -> list[Path]:
-    """The files given and the video files (by suffix) directly inside the directories given; sorted."""
-    from tfvtg.grounder import check_video_path
-
-    found: set[Path] = set()
-    for path in paths:
-        if path.is_dir():
-            found.update(p.resolve() for p in path.iterdir()
-                         if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
-        else:
-            found.add(check_video_path(path).resolve())
-    return sorted(found, key=str)
-
-
 @cli.command()
 @verbose_option
 @click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory for the feature files (<video name>.<suffix>; created if missing).")
 @click.option("--shard", default=None, metavar="I/N",
-              help="Process only part I of N (I from 0) of the sorted video list; N processes share it.")
-@click.option("--skip-existing", is_flag=True, help="Skip videos whose feature file exists (resume a run).")
+              help="Process only part I of N (I from 0) of the video list sorted by name; N processes share "
+                   "it. A shard with no video is an error (exit status 1).")
+@click.option("--skip-existing", is_flag=True,
+              help="Resume: skip videos whose feature file is complete for these settings; a file made with "
+                   "another model, fps, size, sampling, dedup or precision, or damaged, is made again.")
+@click.option("--recursive", is_flag=True, help="Also take the videos in subfolders of the folders given.")
 @click.option("--sampling", type=click.Choice(SAMPLING_MODES), default="timestamp",
               show_default=True,
               help="timestamp: frames at real times; reference: the official code's frame picks.")
+@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
+              help="local: one encoder in this process; ray: Ray Data over all GPUs of a machine or cluster "
+                   '(pip install -e ".[ray]").')
+@click.option("--address", default=None, metavar="ADDR",
+              help="Ray: an existing cluster (auto, ray://host:10001) [default: start a local Ray].")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Ray: encoder actors [default: one per GPU, one on a CPU-only cluster].")
+@click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=None,
+              help="Ray: GPUs per encoder actor [default: 1 when the cluster has GPUs, else 0].")
+@click.option("--decode-cpus", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Ray: CPUs per decoding task [default: 1].")
 @_encoder_options
-def extract(videos: tuple[Path, ...], out_dir: Path, shard: str | None, skip_existing: bool, sampling: str,
-            **options: Any) -> None:
+def extract(videos: tuple[Path, ...], out_dir: Path, shard: str | None, skip_existing: bool, recursive: bool,
+            sampling: str, engine: str, address: str | None, workers: int | None,
+            gpus_per_worker: float | None, decode_cpus: float | None, **options: Any) -> None:
     """Write one feature file per video into --out, for `tfvtg evaluate` or later grounding.
 
-    VIDEOS are files or directories (their video files). Files are written atomically, so several
-    processes can share one --out directory; --shard I/N splits the sorted list between them and
-    --skip-existing resumes. A video that cannot be decoded is reported and the others go on; the exit
-    status is then 1.
+    VIDEOS are files or directories (their video files; hidden and macOS ._ files are skipped and named;
+    subfolders with --recursive). A video's file is named by the name given (a link by the link). Files are
+    written atomically, so several processes can share one --out directory; --shard I/N splits the sorted list
+    between them and --skip-existing resumes. A video that cannot be decoded is reported (and listed in
+    extract_failures.json in --out) and the others go on; the exit status is then 1.
     """
-    from tfvtg.encoders import create_encoder
-    from tfvtg.evaluate import FEATURE_SUFFIX
-    from tfvtg.features import extract_features
+    from tfvtg.engines import extract_many
 
-    index, count = _parse_shard(shard)
-    files = _video_files(videos)
-    if not files:
-        raise InputError("no video file found in " + ", ".join(str(v) for v in videos))
-    stems: dict[str, Path] = {}
-    for path in files:
-        if path.stem in stems:
-            raise InputError(f"{stems[path.stem]} and {path} would write the same feature file {path.stem}"
-                             f"{FEATURE_SUFFIX}; rename one or extract them into different directories")
-        stems[path.stem] = path
-    mine = files[index::count]
     check_output_path(out_dir, folder=True, what="--out")
-    encoder = None
-    done = skipped = 0
-    failed: list[str] = []
-    for path in mine:
-        target = out_dir / f"{path.stem}{FEATURE_SUFFIX}"
-        if skip_existing and target.exists():
-            skipped += 1
-            click.echo(f"skip {path.name}: {target.name} exists")
-            continue
-        if encoder is None:
-            encoder = create_encoder(options["model"], device=options["device"], dtype=options["dtype"],
-                                     batch_size=options["batch_size"])
-        start = time.perf_counter()
-        try:
-            features = extract_features(path, encoder, fps=options["fps"], mode=sampling,
-                                        batch_size=options["batch_size"],
-                                        dedup_threshold=options["dedup_threshold"], progress=True)
-        except VideoError as exc:  # one bad file must not stop a dataset run; reported below, exit status 1
-            failed.append(f"{path.name} ({exc})")
-            logging.getLogger("tfvtg").error("%s", exc)
-            continue
-        with writing(target, "feature file"):
-            features.save(target)
-        done += 1
-        click.echo(f"wrote {target} ({len(features.timestamps)} frames, {features.duration:.2f} s) in "
-                   f"{time.perf_counter() - start:.1f} s")
-    part = f" (shard {index}/{count} of {len(files)})" if count > 1 else ""
-    click.echo(f"extracted {done}, skipped {skipped}, failed {len(failed)} of {len(mine)} videos{part}")
-    if failed:
-        raise VideoError(f"{len(failed)} of {len(mine)} videos failed: " + "; ".join(failed))
+    if engine == "local":
+        ray_only = {"--address": address, "--workers": workers, "--gpus-per-worker": gpus_per_worker,
+                    "--decode-cpus": decode_cpus}
+        given = [name for name, value in ray_only.items() if value is not None]
+        if given:
+            raise InputError(f"{', '.join(given)} go with --engine ray")
+    summary = extract_many(
+        list(videos), out_dir, engine=engine, model=options["model"], device=options["device"],
+        dtype=options["dtype"], batch_size=options["batch_size"], fps=options["fps"], sampling=sampling,
+        dedup_threshold=options["dedup_threshold"], skip_existing=skip_existing, recursive=recursive,
+        shard=_parse_shard(shard), progress=True, echo=click.echo, address=address, workers=workers,
+        gpus_per_worker=gpus_per_worker, decode_cpus=decode_cpus)
+    click.echo(str(summary))
+    if summary.failed:
+        if summary.report is not None:
+            click.echo(f"failures listed in {summary.report}")
+        raise VideoError(f"{len(summary.failed)} of {summary.videos} videos failed: " + "; ".join(
+            f"{summary.paths[vid].name} ({reason})" for vid, reason in summary.failed.items()))
 
 
 @cli.command()
@@ -421,6 +406,11 @@ def extract(videos: tuple[Path, ...], out_dir: Path, shard: str | None, skip_exi
                    "model's or another video's) instead of failing; they are named and counted.")
 @click.option("--top-k", type=click.IntRange(min=1), default=None,
               help="At most this many windows per prediction [default: 5; 7 for qvhighlights].")
+@click.option("--split", type=click.Choice(SPLITS), default="default", show_default=True,
+              help="ood-1 / ood-2: noise features prepended to every video (Charades-STA 10 / 15 s, "
+                   "ActivityNet 30 / 60 s) and the spans shifted.")
+@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True,
+              help="Seed of the ood-1 / ood-2 noise (recorded in the output).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
 @click.option("--model", default=DEFAULT_ENCODER, show_default=True,
               help="Text encoder (the one that made the features).")
@@ -430,8 +420,8 @@ def extract(videos: tuple[Path, ...], out_dir: Path, shard: str | None, skip_exi
                    "autocast-float16 on CUDA, else float32].")
 def evaluate(dataset: str, annotations: Path, features_dir: Path, feature_format: str,
              llm_outputs: Path | None, profile: str, method: str, out_path: Path | None, limit: int | None,
-             skip_missing: bool, skip_bad: bool, top_k: int | None, as_json: bool, model: str, device: str,
-             dtype: str | None) -> None:
+             skip_missing: bool, skip_bad: bool, top_k: int | None, split: str, seed: int, as_json: bool,
+             model: str, device: str, dtype: str | None) -> None:
     """Ground every query of a benchmark split from feature files and print its metrics.
 
     Charades-STA and ActivityNet: R1@0.3/0.5/0.7 and mIoU; QVHighlights: R1@0.5/0.7 and mAP, plus the
@@ -455,7 +445,8 @@ def evaluate(dataset: str, annotations: Path, features_dir: Path, feature_format
         report = run_evaluation(dataset, annotations, features_dir, feature_format=feature_format,
                                 llm_outputs=llm_outputs, profile=profile, method=method, model=model,
                                 device=device, dtype=dtype, limit=limit, skip_missing=skip_missing,
-                                skip_bad=skip_bad, top_k=top_k, progress=True, on_prediction=made.append)
+                                skip_bad=skip_bad, top_k=top_k, split=split, seed=seed, progress=True,
+                                on_prediction=made.append)
     except (TfvtgError, KeyboardInterrupt):
         save_partial(out_path, made, None)
         raise
@@ -466,13 +457,18 @@ def evaluate(dataset: str, annotations: Path, features_dir: Path, feature_format
                "method": report.method, "localizer": method, "profile": profile,
                "seconds": round(report.seconds, 2),
                "skipped_queries": report.skipped_queries, "missing_videos": len(report.missing_videos),
-               "bad_videos": len(report.bad_videos), "load_seconds": round(report.load_seconds, 2)}
+               "bad_videos": len(report.bad_videos), "load_seconds": round(report.load_seconds, 2),
+               "split": split}
+    if split != "default":
+        summary.update(pad_seconds=report.meta["pad_seconds"], seed=seed)
     if as_json:
         click.echo(json.dumps({**summary, "metrics": report.metrics}))
         return
     source = "LLM decompositions" if report.method == "full" else "no LLM outputs"
+    padded = (f", split {split} ({report.meta['pad_seconds']:g} s of noise prepended, seed {seed})"
+              if split != "default" else "")
     click.echo(f"{dataset}: {report.n_queries} queries of {report.n_videos} videos, {report.method} "
-               f"({source}), profile {profile}, method {method}")
+               f"({source}), profile {profile}, method {method}{padded}")
     if report.skipped_queries:
         why = []
         if report.missing_videos:
@@ -602,6 +598,9 @@ def decompose(query: str | None, llm: str | None, llm_base_url: str | None, no_c
     finally:
         signal.signal(signal.SIGTERM, previous)
     click.echo(f"wrote {out_path}: {summary}")
+
+
+add_search_commands(cli, _method_options, _encoder_options, _make_grounder)
 
 
 @cli.command()

@@ -358,6 +358,8 @@ def evaluate(
     skip_missing: bool = False,
     skip_bad: bool = False,
     top_k: int | None = None,
+    split: str = "default",
+    seed: int | None = None,
     progress: bool = True,
     on_prediction: Callable[[dict[str, Any]], None] | None = None,
 ) -> EvaluationReport:
@@ -383,6 +385,10 @@ def evaluate(
         skip_bad: Skip videos whose feature file cannot be used (damaged, another model's or another video's,
             non-finite values; counted and named in the report) instead of failing.
         top_k: Windows per prediction (default 5; 7 for QVHighlights, as the official code writes).
+        split: ``"default"``, or ``"ood-1"`` / ``"ood-2"``: noise features prepended to every video and the
+            spans shifted (`tfvtg.splits`); predictions and metrics are then in the padded videos' time.
+        seed: Seed of the OOD noise (default `tfvtg.splits.DEFAULT_SEED`), recorded in the report's meta
+            and in every prediction.
         progress: Progress bar on stderr.
         on_prediction: Called with each prediction record as soon as it exists.
 
@@ -396,6 +402,7 @@ def evaluate(
     from tfvtg.datasets import attach_llm_answers, load_dataset, load_llm_outputs
     from tfvtg.decompose import Decomposition
     from tfvtg.grounder import Grounder
+    from tfvtg.splits import DEFAULT_SEED, pad_features, pad_seconds, shift_query, video_rng
 
     started = time.perf_counter()
     if dataset not in DATASET_PRESETS:
@@ -408,6 +415,8 @@ def evaluate(
         raise InputError(f"features directory not found: {features_dir}")
     if limit is not None and limit < 1:
         raise InputError(f"limit must be at least 1, got {limit}")
+    pad = pad_seconds(dataset, split)
+    seed = DEFAULT_SEED if seed is None else seed
     queries = load_dataset(dataset, annotations)
     if llm_outputs is not None:
         if dataset == "qvhighlights":
@@ -466,6 +475,7 @@ def evaluate(
                       for video_queries in by_video.values() for q in video_queries}
     _encode_texts(grounder, by_video, decompositions, progress)
     position = {q.qid: i for i, q in enumerate(queries)}
+    padding = {"split": split, "pad_seconds": pad, "seed": seed} if pad else {}
     predictions: list[tuple[int, dict[str, Any]]] = []
     n_total = sum(len(v) for v in by_video.values())
     bar = _progress_bar(n_total, progress)
@@ -481,6 +491,7 @@ def evaluate(
                     bar.total -= len(video_queries)
                     bar.refresh()
                 continue
+            features = pad_features(features, pad, video_rng(seed, vid))
             grounder.similarity_curves(features, _video_texts(video_queries, decompositions))  # one pass
             for query in video_queries:
                 decomposition = decompositions[query.qid]
@@ -494,9 +505,10 @@ def evaluate(
                     "query": query.query,
                     "vid": vid,
                     "pred_relevant_windows": [m.to_list() for m in result.moments],
-                    "duration": query.duration,
+                    "duration": query.duration + pad,
                     "method": result.method,
                     "localizer": grounder.method,
+                    **padding,
                 }
                 if with_llm:
                     record["relationship"] = decomposition.relation
@@ -515,7 +527,7 @@ def evaluate(
     # Back to annotation order (a QVHighlights video's queries need not be adjacent in the file).
     predictions.sort(key=lambda item: item[0])
     records = [record for _, record in predictions]
-    evaluated = [q for q in queries if q.vid in by_video]
+    evaluated = [shift_query(q, pad) for q in queries if q.vid in by_video]
     if not evaluated:
         raise InputError(f"none of the {len(bad)} feature files in {features_dir} can be used")
     metrics = score_predictions(dataset, records, evaluated)
@@ -525,7 +537,8 @@ def evaluate(
         seconds=time.perf_counter() - started - load_seconds, method=flow,
         meta={"profile": grounder.profile, "localizer": grounder.method, "preset": grounder.preset,
               "model": grounder.model,
-              "feature_format": feature_format, "top_k": top_k},
+              "feature_format": feature_format, "top_k": top_k, "split": split,
+              **({"pad_seconds": pad, "seed": seed} if pad else {})},
         bad_videos=bad, load_seconds=load_seconds,
     )
 

@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import os
-import sys
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -29,8 +28,8 @@ from tfvtg.atomic import write_atomic
 from tfvtg.device import OFFICIAL_PRECISION
 from tfvtg.encoders import DEFAULT_ENCODER
 from tfvtg.encoders.base import Encoder
-from tfvtg.errors import InputError, ModelError, check_path, one_line
-from tfvtg.video import check_fps, expected_samples, sample_frames
+from tfvtg.errors import InputError, check_path, one_line
+from tfvtg.video import check_fps, video_id
 
 T = TypeVar("T")
 
@@ -74,6 +73,7 @@ class VideoFeatures:
         sampling: ``"timestamp"``, ``"reference"`` or ``"tfvtg-npy"`` (official file, times k * duration / T).
         video: Source path or id.
         skipped_frames: Frames whose features were reused from the previous encoded frame (dedup).
+        dedup_threshold: The dedup threshold they were made with (None: every frame encoded).
         version: tfvtg version that wrote them.
         precision: How the encoder computed them (`tfvtg.device`, the encoder's ``config.precision``):
             ``"autocast-float16"`` (float32 weights under fp16 autocast: the official TFVTG numerics, the CUDA
@@ -93,6 +93,7 @@ class VideoFeatures:
     sampling: str = "timestamp"
     video: str | None = None
     skipped_frames: int = 0
+    dedup_threshold: float | None = None
     version: str = field(default=tfvtg.__version__)
     precision: str | None = None
 
@@ -112,6 +113,7 @@ class VideoFeatures:
         self.fps = float(self.fps)
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
         self.skipped_frames = int(self.skipped_frames)
+        self.dedup_threshold = None if self.dedup_threshold is None else float(self.dedup_threshold)
         if self.precision is not None and not isinstance(self.precision, str):
             raise InputError(f"precision must be a name such as 'autocast-float16' or None, "
                              f"got {self.precision!r}")
@@ -149,6 +151,7 @@ class VideoFeatures:
             "sampling": self.sampling,
             "video": self.video,
             "skipped_frames": self.skipped_frames,
+            "dedup_threshold": self.dedup_threshold,
             "version": self.version,
             "dtype": str(self.features.dtype),
             "shape": list(self.features.shape),
@@ -205,6 +208,7 @@ class VideoFeatures:
                 sampling=meta["sampling"],
                 video=meta.get("video"),
                 skipped_frames=meta.get("skipped_frames", 0),
+                dedup_threshold=meta.get("dedup_threshold"),
                 version=meta.get("version", "unknown"),
                 precision=meta.get("precision"),
             )
@@ -405,16 +409,6 @@ def load_features(path: str | os.PathLike, **kwargs: Any) -> VideoFeatures:
     raise InputError(f"unknown feature file type {path.name!r}: expected .safetensors or .npy")
 
 
-def _encode(encoder: Encoder, frames: np.ndarray) -> np.ndarray:
-    out = np.asarray(encoder.encode_images(frames))
-    if out.ndim != 3 or len(out) != len(frames):
-        raise ModelError(
-            f"encoder {encoder.config.name!r} returned shape {out.shape} for {len(frames)} frames; "
-            f"expected (N, Q, D)"
-        )
-    return out.astype(np.float16)
-
-
 def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
     """Yield ``items`` while a background thread produces up to ``depth`` ahead (decode overlaps encode).
 
@@ -486,81 +480,16 @@ def extract_features(
     Raises:
         InputError: bad arguments. VideoError: the video cannot be decoded. ModelError: bad encoder output.
     """
+    from tfvtg.engines.base import ExtractSettings
+    from tfvtg.engines.local import encode_videos
+
     fps = check_fps(encoder.config.default_fps if fps is None else fps)
-    if dedup_threshold is not None:
-        t = dedup_threshold
-        ok = isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t >= 0
-        if not ok:
-            raise InputError(f"dedup_threshold must be a number >= 0 (0-255 scale), got {dedup_threshold!r}")
-    image_size = tuple(encoder.config.image_size)
-    stream = sample_frames(video, fps, size=image_size, mode=mode, strict=strict)
-    from tqdm import tqdm
-
-    expected = expected_samples(stream.info, fps, mode)
-    bar = tqdm(total=expected, unit="frame", desc="encoding", file=sys.stderr, disable=not progress)
-    chunks: list[np.ndarray] = []
-    times: list[np.ndarray] = []
-    skipped = 0
-    last_frame: np.ndarray | None = None  # last frame that went through the encoder (int16 for differences)
-    last_feature: np.ndarray | None = None
-    try:
-        for frames, stamps in prefetch(stream.batches(batch_size)):
-            if dedup_threshold is None:
-                chunks.append(_encode(encoder, frames))
-            else:
-                feats, last_frame, last_feature, n_skipped = _encode_dedup(
-                    encoder, frames, dedup_threshold, last_frame, last_feature
-                )
-                chunks.append(feats)
-                skipped += n_skipped
-            times.append(stamps)
-            bar.update(len(frames))
-    finally:
-        bar.close()
-    features = np.concatenate(chunks)
-    if dedup_threshold is not None:
-        logger.info(
-            "%s: reused features for %d of %d frames (dedup threshold %g)",
-            video,
-            skipped,
-            len(features),
-            dedup_threshold,
-        )
-    return VideoFeatures(
-        features=features,
-        timestamps=np.concatenate(times),
-        duration=float(stream.duration),
-        fps=fps,
-        encoder=encoder.config.name,
-        image_size=image_size,
-        sampling=mode,
-        video=os.fspath(video),
-        skipped_frames=skipped,
-        precision=getattr(encoder.config, "precision", None),
-    )
-
-
-def _encode_dedup(
-    encoder: Encoder,
-    frames: np.ndarray,
-    threshold: float,
-    last_frame: np.ndarray | None,
-    last_feature: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, int]:
-    """Encode only frames that differ from the last encoded one; the others copy its features."""
-    keep: list[int] = []
-    source = np.empty(len(frames), dtype=np.int64)  # row of `table`; -1: the last frame of an earlier batch
-    for i, frame in enumerate(frames):
-        current = frame.astype(np.int16)
-        if last_frame is None or np.abs(current - last_frame).mean() >= threshold:
-            keep.append(i)
-            last_frame = current
-        source[i] = len(keep) - 1
-    rows = [_encode(encoder, frames[keep])] if keep else []
-    if last_feature is not None:  # None only before the first frame of a video, which is always encoded
-        rows.append(last_feature[None])
-    table = np.concatenate(rows)
-    return table[source], last_frame, table[len(keep) - 1], len(frames) - len(keep)
+    settings = ExtractSettings(model=lambda: encoder, batch_size=batch_size, fps=fps, sampling=mode,
+                               dedup_threshold=dedup_threshold, strict=strict)
+    ((_, result),) = encode_videos([video], encoder, settings, progress=progress)
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 class FeatureCache:
@@ -622,7 +551,7 @@ class FeatureCache:
         dedup_threshold: float | None = None,
     ) -> Path:
         """Where the features for these settings live (whether or not they exist yet)."""
-        stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(video).stem)[:60]
+        stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in video_id(video))[:60]
         return self.dir / f"{stem}-{self.key(video, encoder_name, fps, mode, dedup_threshold)}.safetensors"
 
     def get(

@@ -15,14 +15,15 @@ from urllib.parse import urlsplit
 
 from tfvtg.errors import ModelError
 
-__all__ = ["download_hint", "hub_offline", "in_cache", "require_model"]
+__all__ = ["download_hint", "hub_offline", "in_cache", "offline_env", "require_model"]
 
 _CONNECT_SECONDS = 1.5  # a reachable Hub answers a TCP handshake far sooner
 _PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 
 
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+def offline_env() -> bool:
+    """True when ``HF_HUB_OFFLINE`` is set to 1, on, yes or true (any case): never ask the Hub."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -39,7 +40,7 @@ def hub_offline() -> bool:
 
     Behind a proxy (``HTTPS_PROXY``, ``ALL_PROXY``) the host is not probed: the client's own requests decide.
     """
-    if _env_true("HF_HUB_OFFLINE"):
+    if offline_env():
         return True
     if any(os.environ.get(name) for name in _PROXY_VARIABLES):
         return False
@@ -78,9 +79,9 @@ def require_model(repo_id: str, cache_dir: str | os.PathLike[str] | None = None)
             download it.
     """
     if in_cache(repo_id, cache_dir):  # the loader reads the cache first: the network is not asked
-        return _env_true("HF_HUB_OFFLINE")
+        return offline_env()
     if not hub_offline():
         return False
-    why = "HF_HUB_OFFLINE is set" if _env_true("HF_HUB_OFFLINE") else "the Hugging Face Hub cannot be reached"
+    why = "HF_HUB_OFFLINE is set" if offline_env() else "the Hugging Face Hub cannot be reached"
     raise ModelError(f"cannot load {repo_id}: it is not in the Hugging Face cache and {why}; "
                      f"{download_hint(repo_id)}")

@@ -46,6 +46,7 @@ __all__ = [
     "VIDEO_SUFFIXES",
     "check_fps",
     "expected_samples",
+    "video_id",
 ]
 
 logger = logging.getLogger("tfvtg.video")
@@ -70,6 +71,15 @@ _PROBE_PACKETS = 64
 _SEEK_BACKOFF = (0.0, 1.0, 4.0, 16.0, 64.0)
 # Highest sampling rate accepted: above a video's own rate frames only repeat, and a typo (1e6) fills memory.
 MAX_FPS = 1000.0
+
+
+def video_id(path: str | os.PathLike) -> str:
+    """A video's id: the file name as given, without its suffix (``data/vidA.mp4`` -> ``vidA``).
+
+    The one naming rule of tfvtg: feature files, predictions (``vid``) and cache entries are named by it, and
+    a symbolic link is named by the link, never by its target.
+    """
+    return os.path.splitext(os.path.basename(os.path.normpath(os.fspath(path))))[0]
 
 
 @dataclass(frozen=True)

@@ -165,9 +165,9 @@ def checkpoint_model_type(
 
         found = try_to_load_from_cache(source, "config.json", cache_dir=cache_dir)
         path = found if isinstance(found, str) else None
-        from tfvtg.encoders.blip2 import _env_true
+        from tfvtg.hub import offline_env
 
-        offline = local_files_only is True or _env_true("HF_HUB_OFFLINE")
+        offline = local_files_only is True or offline_env()
         if path is None and not offline:
             try:
                 path = hf_hub_download(source, "config.json", cache_dir=cache_dir)

@@ -79,10 +79,14 @@ def _token_cosines(video_features: np.ndarray, text_features: np.ndarray) -> np.
     text = np.atleast_2d(np.asarray(text_features, dtype=np.float32))
     if video.ndim != 3 or text.shape[-1] != video.shape[-1]:
         raise ValueError(f"expected (T, Q, D) and (M, D) with equal D, got {video.shape} and {text.shape}")
-    video = video / np.maximum(np.linalg.norm(video, axis=-1, keepdims=True), 1e-12)
     text = text / np.maximum(np.linalg.norm(text, axis=-1, keepdims=True), 1e-12)
     t, q, d = video.shape
-    return (text @ video.reshape(t * q, d).T).reshape(len(text), t, q)  # (M, T*Q) -> (M, T, Q)
+    tokens = video.reshape(t * q, d)
+    # Dividing the (M, T*Q) products by the token norms, rather than normalising the (T*Q, D) tokens first,
+    # saves a pass and a copy of the largest array (the collection search grounds many videos per query).
+    norms = np.sqrt(np.einsum("ij,ij->i", tokens, tokens))
+    sims = (text @ tokens.T) / np.maximum(norms, 1e-12)
+    return sims.reshape(len(text), t, q)  # (M, T*Q) -> (M, T, Q)
 
 
 def max_cosine_similarity(video_features: np.ndarray, text_features: np.ndarray) -> np.ndarray:

@@ -27,25 +27,25 @@ slow to keep a GPU busy, so resize frames to ``config.image_size`` before callin
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tfvtg.device import (
-    Precision,
-    encode_in_batches,
-    out_of_memory_message,
-    place_on,
-    resolve_device,
-    resolve_precision,
-)
+from tfvtg.device import Precision, encode_in_batches, resolve_device, resolve_precision
 from tfvtg.encoders.base import EncoderConfig, max_cosine_similarity
+from tfvtg.encoders.hf import (
+    check_frames,
+    check_texts,
+    checkpoint_source,
+    image_fields,
+    load_parts,
+    lut_on_device,
+    prepare_model,
+    preprocess_frames,
+)
 from tfvtg.encoders.text import TruncationWarnings
-from tfvtg.errors import InputError, ModelError, first_line
+from tfvtg.errors import InputError, ModelError
 
 if TYPE_CHECKING:
     import torch
@@ -80,8 +80,6 @@ class Blip2Encoder:
         precision: Precision,
         batch_size: int = 32,
     ) -> None:
-        import torch
-
         if batch_size < 1:
             raise InputError(f"batch_size must be at least 1, got {batch_size}")
         self.model = model
@@ -93,18 +91,15 @@ class Blip2Encoder:
         self.batch_size = int(batch_size)
         self.config = EncoderConfig(
             name=name,
-            image_size=_checked_image_size(image_processor, model.config.vision_config, name),
-            mean=_triple(getattr(image_processor, "image_mean", None), "image_mean", name),
-            std=_triple(getattr(image_processor, "image_std", None), "image_std", name),
+            **image_fields(image_processor, model.config.vision_config, name),
             num_query_tokens=int(model.config.num_query_tokens),
             embed_dim=int(model.config.image_text_hidden_size),
             default_fps=3.0,
             mask_threshold=0.2,
             precision=precision.name,
         )
-        lut = _pointwise_lut(image_processor, self.config.image_size)  # (3, 256) float32 or None
-        # In the pixel dtype: rounding the table rounds each pixel exactly as rounding the pixels would.
-        self._lut_device = None if lut is None else torch.from_numpy(lut).to(device, precision.pixel_dtype)
+        self._lut_device = lut_on_device(image_processor, self.config.image_size, device,
+                                         precision.pixel_dtype)
         self._truncation = TruncationWarnings(name, TEXT_MAX_LENGTH)
 
     # ------------------------------------------------------------------ loading
@@ -138,28 +133,20 @@ class Blip2Encoder:
             ModelError: Not found (no cached copy, no network), not a BLIP-2 checkpoint, an image processor
                 whose size is not the model's, broken files, or out of memory; the message says what to do.
         """
-        import torch
-
         torch_device = resolve_device(device)
         precision = resolve_precision(dtype, torch_device)
-        is_dir = Path(name_or_path).expanduser().is_dir()
-        source = str(Path(name_or_path).expanduser().resolve()) if is_dir else name_or_path
-        if is_dir and not (Path(source) / "config.json").is_file():
-            raise ModelError(
-                f"cannot load {name_or_path}: the directory has no config.json; point --model at a "
-                f"directory written by save_pretrained (or hf download --local-dir)"
-            )
-        kwargs = {"cache_dir": cache_dir}
-        model, image_processor, tokenizer = _load_parts(source, is_dir, local_files_only, kwargs)
-        try:
-            model.eval()
-            model.requires_grad_(False)
-            model.vision_model.to(dtype=precision.weights)
-            place_on(torch_device)
-            model.to(device=torch_device)
-        except torch.cuda.OutOfMemoryError as exc:
-            message = out_of_memory_message(torch_device, precision, f"moving {name_or_path}")
-            raise ModelError(message) from exc
+        source, is_dir = checkpoint_source(name_or_path)
+        model, image_processor, tokenizer = load_parts(
+            source,
+            is_dir,
+            local_files_only=local_files_only,
+            cache_dir=cache_dir,
+            check_config=_retrieval_config,
+            load_model=_load_retrieval_model,
+            memory_note=" (the ViT-g checkpoint needs about 5 GB of RAM)",
+        )
+        # Only the vision tower takes the precision's weights: the rest stays in float32, as LAVIS runs it.
+        prepare_model(model, model.vision_model, torch_device, precision, name_or_path)
         return cls(
             model,
             image_processor,
@@ -183,7 +170,7 @@ class Blip2Encoder:
         Raises:
             InputError: Not (N, H, W, 3) uint8. ModelError: Out of memory even one frame at a time.
         """
-        frames = _check_frames(frames)
+        frames = check_frames(frames)
         q, d = self.config.num_query_tokens, self.config.embed_dim
         out = np.empty((len(frames), q, d), dtype=np.float32)
         self.batch_size = encode_in_batches(
@@ -199,24 +186,10 @@ class Blip2Encoder:
         temporaries are one channel's int32 indices and values, not all channels' int64 indices and float32
         values (benchmarks/gpu_check.py measures the peak; the pixels are identical).
         """
-        import torch
-
-        frames = _check_frames(frames)
-        if self._lut_device is not None and tuple(frames.shape[1:3]) == self.config.image_size:
-            raw = torch.from_numpy(np.ascontiguousarray(frames))
-            if self.device.type == "cuda":
-                raw = raw.pin_memory()
-            raw = raw.to(self.device, non_blocking=True)
-            b, h, w, _ = raw.shape
-            pixels = torch.empty((b, 3, h, w), dtype=self._lut_device.dtype, device=self.device)
-            for c in range(3):  # index_select takes int32 indices as they are (advanced indexing may widen)
-                flat = raw[..., c].int().reshape(-1)
-                pixels[:, c] = torch.index_select(self._lut_device[c], 0, flat).view(b, h, w)
-            return pixels
-        result = self.image_processor(
-            images=list(frames), return_tensors="pt", input_data_format="channels_last"
+        return preprocess_frames(
+            frames, self.image_processor, self.config.image_size, self._lut_device, self.device,
+            self.precision.pixel_dtype,
         )
-        return result["pixel_values"].to(self.device, self.precision.pixel_dtype).contiguous()
 
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, 3, h, w) preprocessed pixels on the device -> (B, Q, D) float32 projected query outputs."""
@@ -240,11 +213,7 @@ class Blip2Encoder:
         """M strings -> (M, D) float32 projected CLS embeddings (padded/cut to 35 tokens), not normalised."""
         import torch
 
-        if isinstance(texts, str):
-            texts = [texts]
-        texts = list(texts)
-        if not all(isinstance(t, str) for t in texts):
-            raise InputError("encode_texts expects a list of strings")
+        texts = check_texts(texts)
         out = np.empty((len(texts), self.config.embed_dim), dtype=np.float32)
         model = self.model
         for start in range(0, len(texts), self.batch_size):
@@ -278,81 +247,10 @@ class Blip2Encoder:
 
 
 # ---------------------------------------------------------------------- helpers
-def _check_frames(frames: np.ndarray) -> np.ndarray:
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise InputError(f"expected frames of shape (N, H, W, 3), got {frames.shape}")
-    if frames.dtype != np.uint8:
-        raise InputError(f"expected uint8 RGB frames, got dtype {frames.dtype}")
-    return frames
+def _load_retrieval_model(source: str, config: Any, kwargs: dict) -> Any:
+    from transformers import Blip2ForImageTextRetrieval
 
-
-def _load_parts(
-    source: str, is_dir: bool, local_files_only: bool | None, kwargs: dict
-) -> tuple[Any, Any, Any]:
-    """Model, image processor and tokenizer; every failure becomes a ModelError saying what to do."""
-    offline = is_dir or local_files_only is True or _env_true("HF_HUB_OFFLINE")
-    if offline or local_files_only is False:
-        return _load_parts_once(source, is_dir, local_files_only=bool(offline), probe=False, kwargs=kwargs)
-    try:  # Cache first: no network round trip when the files are already there.
-        return _load_parts_once(source, is_dir, local_files_only=True, probe=True, kwargs=kwargs)
-    except _NotCached:
-        return _load_parts_once(source, is_dir, local_files_only=False, probe=False, kwargs=kwargs)
-
-
-class _NotCached(ModelError):
-    """The files are not all in the local cache; raised only by a cache probe that the network try follows."""
-
-
-def _load_parts_once(
-    source: str, is_dir: bool, *, local_files_only: bool, probe: bool, kwargs: dict
-) -> tuple[Any, Any, Any]:
-    import torch
-    from safetensors import SafetensorError  # a damaged weights file
-    from transformers import AutoImageProcessor, AutoTokenizer, Blip2Config, Blip2ForImageTextRetrieval
-
-    if is_dir:
-        hint = "pass --model a directory written by save_pretrained"
-        missing = "the directory is incomplete"
-    else:
-        from tfvtg.hub import download_hint
-
-        hint = download_hint(source)
-        missing = (
-            "not in the Hugging Face cache and offline (HF_HUB_OFFLINE=1 or local_files_only)"
-            if local_files_only
-            else "not in the Hugging Face cache and the hub is unreachable (or no such repository)"
-        )
-    common = dict(kwargs, local_files_only=local_files_only)
-    try:
-        config_dict, _ = Blip2Config.get_config_dict(source, **common)
-    except OSError as exc:
-        if probe:
-            raise _NotCached(f"cannot load {source}: not in the Hugging Face cache") from exc
-        detail = f" ({first_line(exc)})" if is_dir else ""  # e.g. a config.json that is not valid JSON
-        raise ModelError(f"cannot load {source}: {missing}{detail}; {hint}") from exc
-    config = _retrieval_config(source, config_dict)
-    try:
-        with _quiet_progress(local_files_only):
-            model = _from_pretrained_sdpa(Blip2ForImageTextRetrieval, source, config=config, **common)
-            image_processor = AutoImageProcessor.from_pretrained(source, **common)
-            tokenizer = AutoTokenizer.from_pretrained(source, **common)
-    except torch.cuda.OutOfMemoryError as exc:
-        raise ModelError(f"out of GPU memory loading {source}; free the GPU or use --device cpu") from exc
-    except MemoryError as exc:
-        raise ModelError(
-            f"out of memory loading {source} (the ViT-g checkpoint needs about 5 GB of RAM)"
-        ) from exc
-    except OSError as exc:
-        if probe:
-            raise _NotCached(f"cannot load {source}: not fully in the Hugging Face cache") from exc
-        raise ModelError(f"cannot load {source}: {missing} ({first_line(exc)}); {hint}") from exc
-    except (ValueError, RuntimeError, KeyError, TypeError, SafetensorError) as exc:
-        raise ModelError(
-            f"cannot load {source}: broken or incompatible checkpoint files ({first_line(exc)}); "
-            f"re-download it or re-save it with save_pretrained"
-        ) from exc
-    return model, image_processor, tokenizer
+    return _from_pretrained_sdpa(Blip2ForImageTextRetrieval, source, config=config, **kwargs)
 
 
 def _retrieval_config(source: str, config_dict: dict) -> Any:
@@ -378,21 +276,6 @@ def _retrieval_config(source: str, config_dict: dict) -> Any:
     return config
 
 
-@contextmanager
-def _quiet_progress(quiet: bool) -> Iterator[None]:
-    """Hide transformers' weight-loading progress bars for local loads (downloads keep theirs)."""
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    if quiet and was_enabled:
-        hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if quiet and was_enabled:
-            hf_logging.enable_progress_bar()
-
-
 def _from_pretrained_sdpa(model_cls: Any, source: str, **kwargs: Any) -> Any:
     """`from_pretrained` with SDPA attention where this transformers version offers it, else eager."""
     try:
@@ -401,74 +284,3 @@ def _from_pretrained_sdpa(model_cls: Any, source: str, **kwargs: Any) -> Any:
         if "sdpa" not in str(exc).lower() and "attn" not in str(exc).lower():
             raise
         return model_cls.from_pretrained(source, **kwargs)
-
-
-def _checked_image_size(image_processor: Any, vision_config: Any, name: str) -> tuple[int, int]:
-    """The processor's (height, width), which must be the vision tower's: transformers would otherwise
-    silently slice (or fail to broadcast) the position embeddings and give wrong features."""
-    size = getattr(image_processor, "size", None)
-    height = _get(size, "height")
-    width = _get(size, "width")
-    if not height or not width:
-        raise ModelError(f"cannot use {name}: its image processor has no fixed height/width ({size!r})")
-    model_size = getattr(vision_config, "image_size", None)
-    expected = tuple(model_size) if isinstance(model_size, (list, tuple)) else (model_size, model_size)
-    if (int(height), int(width)) != tuple(int(v) for v in expected):
-        raise ModelError(
-            f"cannot use {name}: its image processor resizes to {height}x{width} but the model was trained "
-            f"at {expected[0]}x{expected[1]}; fix size in preprocessor_config.json or load the matching "
-            f"processor"
-        )
-    return int(height), int(width)
-
-
-def _get(obj: Any, key: str) -> Any:
-    if obj is None:
-        return None
-    if isinstance(obj, dict):
-        return obj.get(key)
-    return getattr(obj, key, None)
-
-
-def _triple(values: Any, what: str, name: str) -> tuple[float, float, float]:
-    if values is None or len(values) != 3:
-        raise ModelError(f"cannot use {name}: its image processor has no 3-channel {what} ({values!r})")
-    return tuple(float(v) for v in values)  # type: ignore[return-value]
-
-
-def _pointwise_lut(image_processor: Any, size: tuple[int, int]) -> np.ndarray | None:
-    """Per-channel value table (3, 256) equal to the processor's output on images already at ``size``.
-
-    Taken from the processor itself (``do_resize=False`` on an image holding every value 0-255 per channel),
-    so it matches whichever backend the processor uses. None when the processor is not pointwise at that size
-    (cropping, padding), in which case every frame goes through the processor.
-    """
-    if getattr(image_processor, "do_center_crop", False) or getattr(image_processor, "do_pad", False):
-        return None
-    h, w = size
-    values = np.arange(h * w, dtype=np.int64) % 256
-    probe = (
-        np.stack([values, (values + 85) % 256, (values + 170) % 256], axis=-1)
-        .astype(np.uint8)
-        .reshape(h, w, 3)
-    )
-    try:
-        out = image_processor(
-            images=[probe], return_tensors="np", do_resize=False, input_data_format="channels_last"
-        )["pixel_values"][0]
-    except (ValueError, TypeError):
-        return None
-    if out.shape != (3, h, w):
-        return None
-    out = np.asarray(out, dtype=np.float32).reshape(3, h * w)
-    lut = np.full((3, 256), np.nan, dtype=np.float32)
-    for c in range(3):
-        channel_values = probe.reshape(h * w, 3)[:, c]
-        lut[c, channel_values] = out[c]
-        if not np.array_equal(lut[c, channel_values], out[c]):  # the same input value gave different outputs
-            return None
-    return None if np.isnan(lut).any() else lut
-
-
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}

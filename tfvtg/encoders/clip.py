@@ -24,32 +24,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tfvtg.device import (
-    Precision,
-    encode_in_batches,
-    out_of_memory_message,
-    place_on,
-    resolve_device,
-    resolve_precision,
-)
+from tfvtg.device import Precision, encode_in_batches, resolve_device, resolve_precision
 from tfvtg.encoders.base import EncoderConfig, max_cosine_similarity
-from tfvtg.encoders.blip2 import (
-    Blip2Encoder,
-    _check_frames,
-    _checked_image_size,
-    _env_true,
-    _NotCached,
-    _pointwise_lut,
-    _quiet_progress,
-    _triple,
+from tfvtg.encoders.hf import (
+    check_frames,
+    check_texts,
+    checkpoint_source,
+    image_fields,
+    load_parts,
+    lut_on_device,
+    prepare_model,
+    preprocess_frames,
 )
 from tfvtg.encoders.text import TruncationWarnings
-from tfvtg.errors import InputError, ModelError, first_line
+from tfvtg.errors import InputError, ModelError
 
 if TYPE_CHECKING:
     import torch
@@ -87,8 +79,6 @@ class ClipEncoder:
         precision: Precision,
         batch_size: int = 32,
     ) -> None:
-        import torch
-
         if batch_size < 1:
             raise InputError(f"batch_size must be at least 1, got {batch_size}")
         family = model.config.model_type
@@ -110,9 +100,7 @@ class ClipEncoder:
             embed_dim = int(getattr(text_config, "projection_size", None) or text_config.hidden_size)
         self.config = EncoderConfig(
             name=name,
-            image_size=_checked_image_size(self.image_processor, model.config.vision_config, name),
-            mean=_triple(getattr(self.image_processor, "image_mean", None), "image_mean", name),
-            std=_triple(getattr(self.image_processor, "image_std", None), "image_std", name),
+            **image_fields(self.image_processor, model.config.vision_config, name),
             num_query_tokens=1,
             embed_dim=embed_dim,
             default_fps=3.0,
@@ -122,8 +110,8 @@ class ClipEncoder:
             family=family,
             precision=precision.name,
         )
-        lut = _pointwise_lut(self.image_processor, self.config.image_size)  # (3, 256) float32 or None
-        self._lut_device = None if lut is None else torch.from_numpy(lut).to(device, precision.pixel_dtype)
+        self._lut_device = lut_on_device(self.image_processor, self.config.image_size, device,
+                                         precision.pixel_dtype)
         self._truncation = TruncationWarnings(name, self.context)
 
     # ------------------------------------------------------------------ loading
@@ -155,35 +143,19 @@ class ClipEncoder:
         Raises:
             ModelError: Not found, not a CLIP/SigLIP checkpoint, broken files, or out of memory.
         """
-        import torch
-
         torch_device = resolve_device(device)
         precision = resolve_precision(dtype, torch_device)
-        is_dir = Path(name_or_path).expanduser().is_dir()
-        source = str(Path(name_or_path).expanduser().resolve()) if is_dir else name_or_path
-        if is_dir and not (Path(source) / "config.json").is_file():
-            raise ModelError(
-                f"cannot load {name_or_path}: the directory has no config.json; point --model at a "
-                f"directory written by save_pretrained (or hf download --local-dir)"
+        source, is_dir = checkpoint_source(name_or_path)
+        with _without_default_config_noise():
+            model, image_processor, tokenizer = load_parts(
+                source,
+                is_dir,
+                local_files_only=local_files_only,
+                cache_dir=cache_dir,
+                check_config=_model_class,
+                load_model=_load_model,
             )
-        offline = is_dir or local_files_only is True or _env_true("HF_HUB_OFFLINE")
-        kwargs = {"cache_dir": cache_dir}
-        if offline or local_files_only is False:
-            parts = _load_parts(source, is_dir, local_files_only=bool(offline), probe=False, kwargs=kwargs)
-        else:
-            try:  # cache first: no network round trip when the files are already there
-                parts = _load_parts(source, is_dir, local_files_only=True, probe=True, kwargs=kwargs)
-            except _NotCached:
-                parts = _load_parts(source, is_dir, local_files_only=False, probe=False, kwargs=kwargs)
-        model, image_processor, tokenizer = parts
-        try:
-            model.eval()
-            model.requires_grad_(False)
-            place_on(torch_device)
-            model.to(device=torch_device, dtype=precision.weights)
-        except torch.cuda.OutOfMemoryError as exc:
-            message = out_of_memory_message(torch_device, precision, f"moving {name_or_path}")
-            raise ModelError(message) from exc
+        prepare_model(model, model, torch_device, precision, name_or_path)
         return cls(model, image_processor, tokenizer, name=name or source, device=torch_device,
                    precision=precision, batch_size=batch_size)
 
@@ -193,7 +165,7 @@ class ClipEncoder:
 
         A batch that runs out of accelerator memory is halved and retried (`tfvtg.device.encode_in_batches`).
         """
-        frames = _check_frames(frames)
+        frames = check_frames(frames)
         out = np.empty((len(frames), 1, self.config.embed_dim), dtype=np.float32)
         self.batch_size = encode_in_batches(
             lambda batch: self.image_features(self.preprocess(batch)).cpu().numpy()[:, None],
@@ -204,11 +176,14 @@ class ClipEncoder:
     def preprocess(self, frames: np.ndarray) -> torch.Tensor:
         """(B, H, W, 3) uint8 frames -> (B, 3, h, w) pixels on the device in ``precision.pixel_dtype``.
 
-        BLIP-2's path (`Blip2Encoder.preprocess`): frames already at the model's size go through a
+        `tfvtg.encoders.hf.preprocess_frames`, as BLIP-2's: frames already at the model's size go through a
         per-channel table taken from the processor itself (the same values); other sizes through the
         processor.
         """
-        return Blip2Encoder.preprocess(self, frames)  # type: ignore[arg-type]
+        return preprocess_frames(
+            frames, self.image_processor, self.config.image_size, self._lut_device, self.device,
+            self.precision.pixel_dtype,
+        )
 
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, 3, h, w) preprocessed pixels -> (B, D) float32 ``get_image_features`` embeddings."""
@@ -230,11 +205,7 @@ class ClipEncoder:
         """M strings -> (M, D) float32 ``get_text_features`` embeddings (longer texts cut, with a warning)."""
         import torch
 
-        if isinstance(texts, str):
-            texts = [texts]
-        texts = list(texts)
-        if not all(isinstance(t, str) for t in texts):
-            raise InputError("encode_texts expects a list of strings")
+        texts = check_texts(texts)
         out = np.empty((len(texts), self.config.embed_dim), dtype=np.float32)
         for start in range(0, len(texts), self.batch_size):
             chunk = texts[start : start + self.batch_size]
@@ -294,51 +265,17 @@ def _without_default_config_noise() -> Iterator[None]:
         logger.removeFilter(noise)
 
 
-def _load_parts(source: str, is_dir: bool, *, local_files_only: bool, probe: bool, kwargs: dict) -> tuple:
-    """Model, image processor and tokenizer; every failure becomes a ModelError saying what to do."""
-    import torch
-    from safetensors import SafetensorError
-    from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel, PretrainedConfig, SiglipModel
+def _model_class(source: str, config_dict: dict) -> Any:
+    """``CLIPModel`` or ``SiglipModel``, by the checkpoint's ``model_type``; else a ModelError."""
+    from transformers import CLIPModel, SiglipModel
 
-    if is_dir:
-        hint = "pass --model a directory written by save_pretrained"
-        missing = "the directory is incomplete"
-    else:
-        hint = f"download it once with `hf download {source}` or pass --model /path/to/dir"
-        missing = (
-            "not in the Hugging Face cache and offline (HF_HUB_OFFLINE=1 or local_files_only)"
-            if local_files_only
-            else "not in the Hugging Face cache and the hub is unreachable (or no such repository)"
-        )
-    common = dict(kwargs, local_files_only=local_files_only)
-    try:
-        config_dict, _ = PretrainedConfig.get_config_dict(source, **common)
-    except OSError as exc:
-        if probe:
-            raise _NotCached(f"cannot load {source}: not in the Hugging Face cache") from exc
-        raise ModelError(f"cannot load {source}: {missing} ({first_line(exc)}); {hint}") from exc
     family = config_dict.get("model_type")
     if family not in FAMILIES:
         raise ModelError(
             f"cannot load {source}: it is a {family or 'unknown'} checkpoint, not CLIP or SigLIP"
         )
-    model_cls = CLIPModel if family == "clip" else SiglipModel
-    try:
-        with _quiet_progress(local_files_only), _without_default_config_noise():
-            model = model_cls.from_pretrained(source, attn_implementation="sdpa", **common)
-            image_processor = AutoImageProcessor.from_pretrained(source, **common)
-            tokenizer = AutoTokenizer.from_pretrained(source, **common)
-    except torch.cuda.OutOfMemoryError as exc:
-        raise ModelError(f"out of GPU memory loading {source}; free the GPU or use --device cpu") from exc
-    except MemoryError as exc:
-        raise ModelError(f"out of memory loading {source}") from exc
-    except OSError as exc:
-        if probe:
-            raise _NotCached(f"cannot load {source}: not fully in the Hugging Face cache") from exc
-        raise ModelError(f"cannot load {source}: {missing} ({first_line(exc)}); {hint}") from exc
-    except (ValueError, RuntimeError, KeyError, TypeError, SafetensorError) as exc:
-        raise ModelError(
-            f"cannot load {source}: broken or incompatible checkpoint files ({first_line(exc)}); "
-            f"re-download it or re-save it with save_pretrained"
-        ) from exc
-    return model, image_processor, tokenizer
+    return CLIPModel if family == "clip" else SiglipModel
+
+
+def _load_model(source: str, model_cls: Any, kwargs: dict) -> Any:
+    return model_cls.from_pretrained(source, attn_implementation="sdpa", **kwargs)

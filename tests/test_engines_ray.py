@@ -1,0 +1,208 @@
+"""The Ray engine on a local Ray cluster started by these tests (2 CPUs, a capped object store): the same
+files as the local engine, long videos in chunks, a corrupt video among good ones, a killed encoder actor,
+resume.
+
+Files are compared bitwise with the local engine's made with one torch thread: a Ray actor with one CPU runs
+torch on one thread (OMP_NUM_THREADS=1), and torch's CPU results depend on the thread count (with 2 threads,
+about 0.2 % of the float16 values differ by 1-3 steps), not on the batch size or on which video shares a
+batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.fixtures.encoders import TinyBlip2Factory
+from tests.fixtures.videos import make_non_media, make_video
+from tfvtg.cli import main
+from tfvtg.engines import extract_many
+from tfvtg.features import VideoFeatures
+
+ray = pytest.importorskip("ray")
+
+from tfvtg.engines.ray import RayEngine  # noqa: E402 (needs ray)
+
+OBJECT_STORE = 120 * 2**20
+
+
+def assert_same_features(path_a: Path, path_b: Path) -> None:
+    a, b = VideoFeatures.load(path_a), VideoFeatures.load(path_b)
+    assert a.metadata() == b.metadata()
+    assert a.timestamps.tobytes() == b.timestamps.tobytes()
+    assert a.features.tobytes() == b.features.tobytes(), f"{path_a.name}: features differ"
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _ray_processes(marker: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def test_a_ray_started_by_tfvtg_lives_in_the_run_folder_and_is_shut_down():
+    assert not ray.is_initialized()
+    before = os.environ.get("RAY_TMPDIR")
+    with RayEngine(object_store_bytes=OBJECT_STORE) as engine:
+        engine._ray()
+        root = os.environ["RAY_TMPDIR"]
+        assert ray.is_initialized() and Path(root).is_dir()
+        assert _ray_processes(root)  # the raylet and friends run from the run's folder
+    assert not ray.is_initialized() and os.environ.get("RAY_TMPDIR") == before
+    assert not Path(root).exists()
+    deadline = time.monotonic() + 15
+    while _ray_processes(root) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _ray_processes(root), "Ray processes left behind"
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory):
+    """ray.init(num_cpus=2) with a capped object store; workers import tests/ from this checkout."""
+    root = tmp_path_factory.mktemp("ray")
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+           "RAY_TMPDIR": str(root)}
+    previous = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    ray.init(num_cpus=2, object_store_memory=OBJECT_STORE, include_dashboard=False, log_to_driver=False,
+             _temp_dir=str(root))
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, shared_videos):
+    folder = tmp_path_factory.mktemp("ray_inputs")
+    for name in ("bikes", "cup", "bigbuckbunny"):
+        (folder / f"{name}.mp4").symlink_to(shared_videos / f"{name}.mp4")
+    make_video(folder / "long.mp4", n_frames=200, fps=25, patterns=range(200))  # 8 s: 24 samples
+    make_non_media(folder / "broken.mp4")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def local_run(inputs, tiny_blip2_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("local_out")
+    with one_torch_thread():
+        summary = extract_many([inputs], out, model=str(tiny_blip2_dir), progress=False)
+    assert sorted(summary.extracted) == ["bigbuckbunny", "bikes", "cup", "long"]
+    return out
+
+
+def test_ray_writes_the_local_engines_files_and_reports_the_corrupt_video(
+    ray_cluster, inputs, local_run, tiny_blip2_dir, tmp_path
+):
+    engine = RayEngine(chunk_frames=5)  # long.mp4 leaves its decode task in 5 chunks
+    summary = extract_many([inputs], tmp_path, engine=engine, model=str(tiny_blip2_dir), progress=False)
+    assert sorted(summary.extracted) == ["bigbuckbunny", "bikes", "cup", "long"]
+    assert list(summary.failed) == ["broken"] and summary.failed["broken"].startswith("cannot open")
+    report = json.loads((tmp_path / "extract_failures.json").read_text())
+    assert report["engine"] == "ray" and [f["id"] for f in report["failed"]] == ["broken"]
+    for vid in summary.extracted:
+        assert_same_features(local_run / f"{vid}.safetensors", tmp_path / f"{vid}.safetensors")
+    decode_pids, encode_pids = engine.last_pids
+    assert decode_pids and encode_pids and not decode_pids & encode_pids  # decoding was not fused into actors
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "bigbuckbunny.safetensors", "bikes.safetensors", "cup.safetensors", "extract_failures.json",
+        "long.safetensors"]
+
+
+def test_a_killed_actor_is_replaced_and_dedup_holds_across_chunks(
+    ray_cluster, inputs, repeated_video, tiny_blip2_dir, tmp_path
+):
+    marker = tmp_path / "killed"
+    videos = [repeated_video, inputs / "cup.mp4"]
+    with one_torch_thread():
+        local = extract_many(videos, tmp_path / "local", model=TinyBlip2Factory(str(tiny_blip2_dir)),
+                             dedup_threshold=2.0, progress=False)
+    dying = TinyBlip2Factory(str(tiny_blip2_dir), die_once=str(marker))
+    summary = extract_many(videos, tmp_path / "ray", engine=RayEngine(chunk_frames=2), model=dying,
+                           dedup_threshold=2.0, progress=False)
+    assert marker.exists(), "no actor process was killed"
+    assert sorted(summary.extracted) == sorted(local.extracted) == ["cup", "repeated"]
+    for vid in summary.extracted:
+        name = f"{vid}.safetensors"
+        assert_same_features(tmp_path / "local" / name, tmp_path / "ray" / name)
+    assert VideoFeatures.load(tmp_path / "ray" / "repeated.safetensors").skipped_frames == 9
+
+
+def test_cli_resume_on_ray_after_an_interrupted_run(ray_cluster, inputs, local_run, tiny_blip2_dir, tmp_path,
+                                                    capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    good = [name for name in ("bikes", "cup", "long")]
+    for vid in good:
+        (out / f"{vid}.safetensors").write_bytes((local_run / f"{vid}.safetensors").read_bytes())
+    # What an interrupted run leaves: a missing file, a stray temp file; and a file truncated by a copy.
+    (out / "cup.safetensors").unlink()
+    (out / ".cup.safetensors.abc123.tmp").write_bytes(b"partial")
+    data = (out / "bikes.safetensors").read_bytes()
+    (out / "bikes.safetensors").write_bytes(data[: len(data) // 2])
+    videos = [str(inputs / f"{vid}.mp4") for vid in ("bigbuckbunny", *good)]
+    code = main(["extract", *videos, "--out", str(out), "--engine", "ray", "--skip-existing", "--fps", "3",
+                 "--model", str(tiny_blip2_dir)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "skip long.mp4: long.safetensors exists" in captured.out
+    assert "redo bikes.mp4: existing bikes.safetensors unreadable" in captured.out
+    assert "extracted 3, skipped 1, failed 0 of 4 videos" in captured.out
+    for vid in ("bigbuckbunny", *good):
+        assert_same_features(local_run / f"{vid}.safetensors", out / f"{vid}.safetensors")
+
+
+def test_engine_ray_without_ray_is_one_error_line(cup_video, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    assert main(["extract", str(cup_video), "--out", str(tmp_path), "--engine", "ray"]) == 1
+    assert capsys.readouterr().err == 'error: --engine ray needs Ray Data: pip install -e ".[ray]"\n'
+
+
+def test_an_encoder_error_raised_in_an_actor_reaches_the_user_as_itself():
+    from tfvtg.engines.ray import _tfvtg_error
+    from tfvtg.errors import ModelError
+
+    class RayWrapper(Exception):  # Ray's task errors carry the user's exception as .cause
+        def __init__(self, cause):
+            super().__init__("task failed")
+            self.cause = cause
+
+    error = ModelError("encoder 'x' returned shape (3,) for 4 frames")
+    try:
+        try:
+            raise RayWrapper(error)
+        except RayWrapper as wrapped:
+            raise RuntimeError("dataset failed") from wrapped
+    except RuntimeError as outer:
+        assert _tfvtg_error(outer) is error
+    plain = RuntimeError("a bug")
+    assert _tfvtg_error(plain) is plain
