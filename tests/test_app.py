@@ -63,14 +63,28 @@ def mllm_server():
 
 
 @pytest.fixture(scope="module")
-def served(tiny_blip2_dir, shared_videos, mllm_server, tmp_path_factory):
+def index_dir(tiny_features_dir, tmp_path_factory) -> Path | None:
+    """A collection index of the shared clips' tiny features (None without FAISS, the [search] extra)."""
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return None
+    from tfvtg.index import Collection
+
+    folder = tmp_path_factory.mktemp("index") / "idx"
+    Collection.open(folder).add([tiny_features_dir])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def served(tiny_blip2_dir, shared_videos, mllm_server, index_dir, tmp_path_factory):
     """(app, client): the page on 127.0.0.1 and a gradio_client connected to it over HTTP."""
     grounder = Grounder(str(tiny_blip2_dir), device="cpu", use_cache=False, progress=False, llm="test-llm",
                         llm_base_url=mllm_server.base_url)
-    app = GroundingApp(grounder, videos=shared_videos, mllm="test-mllm", mllm_base_url=mllm_server.base_url,
-                       top_k=3, max_upload_mb=1.0)
+    app = GroundingApp(grounder, videos=shared_videos, index=index_dir, mllm="test-mllm",
+                       mllm_base_url=mllm_server.base_url, top_k=3, max_upload_mb=1.0)
     url = app.launch("127.0.0.1", None, block=False, quiet=True)
-    assert url.startswith("http://127.0.0.1:")
+    assert url.startswith("http://127.0.0.1:") and not app.demo.share and app.demo.share_url is None
     client = Client(url, verbose=False, download_files=str(tmp_path_factory.mktemp("client")))
     yield app, client
     workdir = app.workdir
@@ -214,6 +228,21 @@ def test_numpro_gallery_answer_and_spans(served, mllm_server, shared_videos):
     assert "10 numbered frames" in status
 
 
+def test_search_lists_the_collections_best_moments(served, reference, index_dir, mllm_server):
+    from tfvtg.index import Collection
+
+    if index_dir is None:
+        pytest.skip("the Search tab needs FAISS, the [search] extra")
+    _, client = served
+    status, gallery, hits = client.predict(QUERIES[0], 5, api_name="/search")
+    expected = Collection.open(index_dir).search(QUERIES[0], top_k=5, grounder=reference)
+    assert hits == [hit.to_dict() for hit in expected]
+    assert [item["caption"].split(" ")[:2] for item in gallery] == [[f"#{h.rank}", h.video] for h in expected]
+    assert "5 moments from 3 indexed videos" in status
+    with pytest.raises(AppError, match="empty query"):
+        client.predict("  ", 5, api_name="/search")
+
+
 def test_numpro_without_mllm_shows_numbered_frames(served, shared_videos):
     app, _ = served
     report = app.numpro(shared_videos / "bikes.mp4", None, 2.0, 7, 1)
@@ -269,7 +298,7 @@ def _chromium() -> tuple[str, str]:
     return browser, driver
 
 
-def test_browser_upload_query_click_span_plays_it(served, shared_videos, tmp_path):
+def test_browser_upload_query_click_span_plays_it(served, shared_videos, index_dir, reference, tmp_path):
     pytest.importorskip("selenium")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -308,8 +337,37 @@ def test_browser_upload_query_click_span_plays_it(served, shared_videos, tmp_pat
         screenshot = tmp_path / "app.png"
         driver.save_screenshot(str(screenshot))
         assert screenshot.stat().st_size > 10_000
+        if index_dir is not None:
+            _search_and_play_a_hit(driver, wait, index_dir, reference)
     finally:
         driver.quit()
+
+
+def _search_and_play_a_hit(driver, wait, index_dir, reference) -> None:
+    """Search tab: run a search, click a moment of another video than the player's, not at its start, and the
+    player plays that video at that span."""
+    from selenium.webdriver.common.by import By
+
+    from tfvtg.index import Collection
+
+    hits = Collection.open(index_dir).search(QUERIES[0], top_k=8, grounder=reference)
+    best = next(h for h in hits if h.start > 0.5 and Path(h.source).name != "bikes.mp4")
+    driver.find_element(By.XPATH, "//button[@role='tab' and contains(., 'Search')]").click()
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#tfvtg-search-query textarea").is_displayed())
+    driver.find_element(By.CSS_SELECTOR, "#tfvtg-search-query textarea").send_keys(QUERIES[0])
+    search_k = driver.find_element(By.CSS_SELECTOR, "#tfvtg-search-k input[type=number]")
+    search_k.clear()
+    search_k.send_keys(str(len(hits)))
+    driver.find_element(By.CSS_SELECTOR, "#tfvtg-search").click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#tfvtg-hits img")) == len(hits))
+    driver.find_elements(By.CSS_SELECTOR, "#tfvtg-hits img")[best.rank - 1].click()
+    player = "document.querySelector('#tfvtg-player video')"
+    name = Path(best.source).name
+    wait.until(lambda d: d.execute_script(
+        f"const v = {player}; return !!v && (v.currentSrc || '').endsWith('/{name}') && v.readyState >= 1"
+        f" && !v.seeking && Math.abs(v.currentTime - {best.start}) < {best.end - best.start}"))
+    now = driver.execute_script(f"return {player}.currentTime")
+    assert best.start <= now <= best.end, f"player at {now} s, outside the hit {best.start}-{best.end} s"
 
 
 def test_cli_serves_the_page_and_cleans_up_when_killed(tiny_blip2_dir, shared_videos):

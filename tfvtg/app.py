@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from numpro.mllm import MLLM
     from tfvtg.features import VideoFeatures
     from tfvtg.grounder import Grounder, GroundingResult
+    from tfvtg.index import Collection, SearchHit
 
 __all__ = ["GroundingApp", "import_gradio", "host_warning", "list_videos", "spans_html", "APP_EXTRA",
            "PLAYER_ID"]
@@ -261,6 +262,7 @@ class GroundingApp:
     Args:
         grounder: Encodes videos and grounds queries (its ``top_k``-independent settings apply to the page).
         videos: A folder whose video files (recursively) the page may pick; None: uploads only.
+        index: A collection index folder (`tfvtg.index.Collection`) for the Search tab; None: no Search tab.
         mllm: The NumPro tab's MLLM, a back-end or a `numpro.mllm.create_mllm` spec; None: numbered frames
             only. ``mllm_base_url`` goes with a spec.
         top_k: Spans per query the page starts with.
@@ -271,7 +273,8 @@ class GroundingApp:
     """
 
     def __init__(self, grounder: Grounder, *, videos: str | os.PathLike[str] | None = None,
-                 mllm: MLLM | str | None = None, mllm_base_url: str | None = None, top_k: int = 5,
+                 index: str | os.PathLike[str] | None = None, mllm: MLLM | str | None = None,
+                 mllm_base_url: str | None = None, top_k: int = 5,
                  max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, numpro_fps: float = 1.0) -> None:
         if not max_upload_mb > 0:
             raise InputError(f"the upload cap must be a positive number of megabytes, got {max_upload_mb}")
@@ -280,6 +283,11 @@ class GroundingApp:
         self.grounder = grounder
         self.videos = None if videos is None else Path(videos).expanduser().resolve()
         self.video_names = list_videos(self.videos) if self.videos is not None else []
+        self.collection: Collection | None = None
+        if index is not None:
+            from tfvtg.index import Collection
+
+            self.collection = Collection.open(index, create=False)
         if isinstance(mllm, str):
             from numpro.mllm import create_mllm
 
@@ -444,6 +452,21 @@ class GroundingApp:
         overlay_numbers(frames)
         return NumProReport(video, frames, times, float(duration), details)
 
+    def search(self, query: str, top_k: int) -> list[SearchHit]:
+        """The ``top_k`` best moments of the index for ``query``, grounded by the app's `Grounder`."""
+        if self.collection is None:
+            raise InputError("this app was started without --index: there is no collection to search")
+        with self._model_lock:
+            return self.collection.search(query, top_k=int(top_k), grounder=self.grounder)
+
+    def hit_video(self, hit: SearchHit) -> Path:
+        """The video file of a search hit (the one its index recorded), ready to be served."""
+        from tfvtg.grounder import check_video_path
+
+        if not hit.source:
+            raise InputError(f"the index records no video file for {hit.video!r}, so it cannot be played")
+        return self.served_copy(check_video_path(hit.source))
+
     def _result_path(self, suffix: str) -> Path:
         with self._count_lock:
             self._count += 1
@@ -507,6 +530,18 @@ class GroundingApp:
                               details.moments)
         return status, gallery, answer, spans_html([section]), _prediction(details, 0, report.video.stem)
 
+    def _search_outputs(self, hits: list[SearchHit]) -> tuple[str, list[tuple[np.ndarray, str]], list[dict]]:
+        """Status line, thumbnail gallery and JSON of search hits."""
+        from tfvtg.cli import _clock
+
+        timings = ", ".join(f"{k} {v:.2f} s" for k, v in self.collection.last_timings.items())
+        status = (f"{len(hits)} moments from {len(self.collection)} indexed videos ({timings}). Click one to "
+                  "play it." if hits else "No moment found.")
+        gallery = [(_thumbnail(hit.source, (hit.start + hit.end) / 2),
+                    f"#{hit.rank} {hit.video} {_clock(hit.start)} \u2013 {_clock(hit.end)} \u00b7 "
+                    f"{hit.score:.3f}") for hit in hits]
+        return status, gallery, [hit.to_dict() for hit in hits]
+
     def blocks(self) -> gr.Blocks:
         """The Gradio page; `launch` builds it once GRADIO_TEMP_DIR names the app's folder."""
         gr = import_gradio()
@@ -545,6 +580,23 @@ class GroundingApp:
             path = self.source_video(video, picked)
             cap = int(max_frames) if max_frames else None
             return self._numpro_outputs(self.numpro(path, query, fps, cap, int(top_k)))
+
+        def search(query: str, top_k: float) -> tuple:
+            """Search the index for the query's best moments across its videos."""
+            from tfvtg.grounder import check_query
+
+            hits = self.search(check_query(query), int(top_k))
+            return (*self._search_outputs(hits), hits)
+
+        def play_hit(hits: list, evt: Any) -> tuple:
+            """Put the clicked hit's video in the player and hand its span to the page's player script."""
+            if not hits or evt.index is None or not 0 <= int(evt.index) < len(hits):
+                raise InputError("that search result is gone: search again")
+            hit = hits[int(evt.index)]
+            video = self.hit_video(hit)
+            return str(video), {"start": hit.start, "end": hit.end, "token": video.parent.name}
+
+        play_hit.__annotations__ = {"hits": list, "evt": gr.SelectData}  # gradio passes the click by type
 
         def pick(name: str | None) -> Any:
             """Show a video picked under --videos in the player."""
@@ -595,6 +647,26 @@ class GroundingApp:
                                            elem_id="tfvtg-numpro-spans")
                     gallery = gr.Gallery(label="Numbered frames", columns=6, height="auto")
                     numpro_details = gr.JSON(label="Answer details", visible=self.mllm is not None)
+                with gr.Tab("Search", id="search", visible=self.collection is not None):
+                    with gr.Row():
+                        search_query = gr.Textbox(label="Find a moment in the indexed videos", scale=4,
+                                                  elem_id="tfvtg-search-query",
+                                                  placeholder="the person turns on the light")
+                        with gr.Column(scale=1):
+                            search_k = gr.Slider(1, 50, value=10, step=1, label="Moments",
+                                                 elem_id="tfvtg-search-k")
+                            search_button = gr.Button("Search", variant="primary", elem_id="tfvtg-search")
+                    search_status = gr.Markdown(elem_id="tfvtg-search-status")
+                    hits_gallery = gr.Gallery(label="Moments (click to play)", columns=4, height="auto",
+                                              allow_preview=False, elem_id="tfvtg-hits")
+                    with gr.Accordion("Results as JSON", open=False):
+                        hits_json = gr.JSON(label="Hits")
+                    hits_state = gr.State([])
+                    hit_span = gr.JSON(visible=False)
+            search_button.click(on_page(search), [search_query, search_k],
+                                [search_status, hits_gallery, hits_json, hits_state], api_name="search")
+            hits_gallery.select(on_page(play_hit), hits_state, [player, hit_span], api_name=False).then(
+                None, hit_span, None, js=_HIT_JS)
             picker.input(on_page(pick), picker, player, api_name="pick")
             player.upload(lambda: None, None, picker, api_name=False)
             ground_button.click(on_page(ground), [player, picker, queries, top_k],
@@ -652,6 +724,25 @@ class GroundingApp:
 
 def _interrupt(_signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+def _thumbnail(source: str | None, seconds: float, width: int = 320) -> np.ndarray:
+    """A frame of ``source`` near ``seconds``, at most ``width`` pixels wide; a gray frame when the file is
+    missing or cannot be decoded there (the hit is still listed)."""
+    from PIL import Image
+
+    from tfvtg.errors import VideoError
+    from tfvtg.video import sample_frames
+
+    if source and Path(source).is_file():
+        try:
+            for frame, _ in sample_frames(source, 10.0, start=max(float(seconds), 0.0)):
+                image = Image.fromarray(frame)
+                image.thumbnail((width, width))
+                return np.asarray(image)
+        except (VideoError, InputError) as exc:
+            log.warning("no thumbnail of %s at %.1f s: %s", source, seconds, one_line(exc))
+    return np.full((width * 9 // 16, width, 3), 128, dtype=np.uint8)
 
 
 def _restore_env(name: str, previous: str) -> None:

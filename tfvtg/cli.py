@@ -607,6 +607,8 @@ add_search_commands(cli, _method_options, _encoder_options, _make_grounder)
 @verbose_option
 @click.option("--videos", "videos_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="A folder whose videos (recursively) the page can pick; only those.")
+@click.option("--index", "index_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="A collection index (tfvtg index add) to search in the Search tab.")
 @click.option("--mllm", default=None, metavar="MODEL",
               help="The NumPro tab's multimodal LLM (OpenAI-compatible name, or qwen2-vl:PATH).")
 @click.option("--mllm-base-url", default=None, metavar="URL", help="The MLLM's OpenAI-compatible endpoint.")
@@ -618,8 +620,8 @@ add_search_commands(cli, _method_options, _encoder_options, _make_grounder)
               show_default=True, help="Largest upload accepted, in megabytes.")
 @_grounding_options
 @_encoder_options
-def app(videos_dir: Path | None, mllm: str | None, mllm_base_url: str | None, host: str, port: int,
-        share: bool, max_upload_mb: float, **options: Any) -> None:
+def app(videos_dir: Path | None, index_dir: Path | None, mllm: str | None, mllm_base_url: str | None,
+        host: str, port: int, share: bool, max_upload_mb: float, **options: Any) -> None:
     """Serve a local web page to ground videos: upload or pick one, type queries, click a span to watch it.
 
     Needs the [app] extra (pip install -e ".[app]"). Stop it with Ctrl-C; its uploads and temporary files
@@ -628,12 +630,13 @@ def app(videos_dir: Path | None, mllm: str | None, mllm_base_url: str | None, ho
     \b
     Example:
       tfvtg app --videos ~/videos --llm gpt-4o-mini --mllm gpt-4o
+      tfvtg app --index my-index/ --videos ~/videos
     """
     from tfvtg.app import GroundingApp, import_gradio
 
     import_gradio()  # a missing extra is reported before the model loads
     grounder = _make_grounder(options)
-    with GroundingApp(grounder, videos=videos_dir, mllm=mllm, mllm_base_url=mllm_base_url,
+    with GroundingApp(grounder, videos=videos_dir, index=index_dir, mllm=mllm, mllm_base_url=mllm_base_url,
                       top_k=options["top_k"], max_upload_mb=max_upload_mb) as page:
         page.launch(host, port, share=share)
 
