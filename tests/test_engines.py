@@ -58,6 +58,14 @@ def test_links_are_named_by_the_link_everywhere(clips, tmp_path):
     assert cache.path_for(links / "vidC.mp4", "m", 3.0).name.startswith("vidC-")
 
 
+def test_a_relative_video_path_is_recorded_absolute_with_links_kept(clips, tmp_path, monkeypatch):
+    """The recorded source stays usable from any folder (a search hit plays it), without resolving a link."""
+    (tmp_path / "mug.mp4").symlink_to(clips / "a.mp4")
+    monkeypatch.chdir(tmp_path)
+    run([Path("mug.mp4")], tmp_path / "out")
+    assert VideoFeatures.load(tmp_path / "out" / "mug.safetensors").video == str(tmp_path / "mug.mp4")
+
+
 def test_two_inputs_with_one_id_are_refused_before_any_work(clips, tmp_path):
     other = tmp_path / "other"
     other.mkdir()

@@ -15,8 +15,7 @@ __all__ = ["CPU_BENCHMARK", "EncoderSpec", "SPECS", "format_specs", "qformer_flo
 
 CPU_BENCHMARK = (
     "recorded benchmark results, not measured now (benchmarks/RESULTS.md): bench_encoders_cpu.py, random\n"
-    "  weights, fp32, batch 8, on the project's 2-core AMD EPYC while other jobs ran (load 13-21): lower "
-    "bounds"
+    "  weights, fp32, batch 8, 2 threads, on the project's 2-core AMD EPYC (AVX-512), otherwise idle"
 )
 
 
@@ -87,14 +86,14 @@ _VIT_G = (1408, 6144, 39)
 _VIT_B = (768, 3072, 12)
 _VIT_L = (1024, 4096, 24)
 
-# cpu_frames_per_s: the first full run of bench_encoders_cpu.py (2026-12-06, load average 13-21 on 2 cores).
+# cpu_frames_per_s: bench_encoders_cpu.py runs 3 and 4 (2026-12-06, load average 0.7-2.4 on 2 cores).
 SPECS: tuple[EncoderSpec, ...] = (
     EncoderSpec("blip2", "Salesforce/blip2-itm-vit-g", "blip-2", 224, 14, _VIT_G, 32, 256),
-    EncoderSpec("blip2-coco", "Salesforce/blip2-itm-vit-g-coco", "blip-2", 364, 14, _VIT_G, 32, 256, 0.011),
-    EncoderSpec("clip-b32", "openai/clip-vit-base-patch32", "clip", 224, 32, _VIT_B, 1, 512, 0.55),
-    EncoderSpec("clip-b16", "openai/clip-vit-base-patch16", "clip", 224, 16, _VIT_B, 1, 512, 0.22),
-    EncoderSpec("clip-l14", "openai/clip-vit-large-patch14", "clip", 224, 14, _VIT_L, 1, 768, 0.058),
-    EncoderSpec("siglip2-b16", "google/siglip2-base-patch16-224", "siglip", 224, 16, _VIT_B, 1, 768, 0.66),
+    EncoderSpec("blip2-coco", "Salesforce/blip2-itm-vit-g-coco", "blip-2", 364, 14, _VIT_G, 32, 256, 0.123),
+    EncoderSpec("clip-b32", "openai/clip-vit-base-patch32", "clip", 224, 32, _VIT_B, 1, 512, 19.7),
+    EncoderSpec("clip-b16", "openai/clip-vit-base-patch16", "clip", 224, 16, _VIT_B, 1, 512, 4.53),
+    EncoderSpec("clip-l14", "openai/clip-vit-large-patch14", "clip", 224, 14, _VIT_L, 1, 768, 0.90),
+    EncoderSpec("siglip2-b16", "google/siglip2-base-patch16-224", "siglip", 224, 16, _VIT_B, 1, 768, 3.64),
 )
 
 

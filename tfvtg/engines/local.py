@@ -203,7 +203,7 @@ def encode_videos(
                     encoder=config.name,
                     image_size=size,
                     sampling=settings.sampling,
-                    video=os.fspath(videos[event.index]),
+                    video=os.path.abspath(videos[event.index]),
                     skipped_frames=skipped,
                     dedup_threshold=settings.dedup_threshold,
                     precision=getattr(config, "precision", None),

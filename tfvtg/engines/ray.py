@@ -389,6 +389,6 @@ class RayEngine:
         source = np.arange(len(times)) if info["source"] is None else np.asarray(info["source"], np.int64)
         return VideoFeatures(features=assemble([np.concatenate(kept)], source), timestamps=times,
                              duration=info["duration"], fps=fps, encoder=encoder, image_size=size,
-                             sampling=settings.sampling, video=os.fspath(job.video),
+                             sampling=settings.sampling, video=os.path.abspath(job.video),
                              skipped_frames=len(times) - info["kept"],
                              dedup_threshold=settings.dedup_threshold, precision=state.precision)
