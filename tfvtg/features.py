@@ -483,7 +483,7 @@ def extract_features(
     from tfvtg.engines.base import ExtractSettings
     from tfvtg.engines.local import encode_videos
 
-    fps = check_fps(encoder.config.default_fps if fps is None else fps)
+    # ExtractSettings checks fps; encode_videos resolves None to the encoder's default and checks that.
     settings = ExtractSettings(model=lambda: encoder, batch_size=batch_size, fps=fps, sampling=mode,
                                dedup_threshold=dedup_threshold, strict=strict)
     ((_, result),) = encode_videos([video], encoder, settings, progress=progress)
