@@ -326,7 +326,6 @@ class FrameStream:
         self._reformatter: Any = None
         self._quarters: int | None = None
         self._tol = 0.0
-        self._time_base = Fraction(1, 1_000_000)  # the stream's, once opened
 
     def __repr__(self) -> str:
         window = ""
@@ -615,7 +614,7 @@ class FrameStream:
         # decord, which the official code reads with, numbers frames in decoding output order and dates frame
         # i with the i-th smallest packet timestamp. Both are followed here, so a file whose frames carry
         # out-of-order timestamps (an AVI with B-frames) gets the same picks, each with its true time.
-        count, packet_ticks = self._count_frames()
+        count, packet_times = self._count_frames()
         avg_fps = self.info.fps
         if not avg_fps:
             if not self.info.duration:
@@ -626,11 +625,10 @@ class FrameStream:
         indices = reference_indices(count, avg_fps, self.fps)
         pos = 0
         index = -1
-        origin = packet_ticks[0] if packet_ticks else 0
         for frame, t in self._pass(None, every_frame=True):
             index += 1
-            if packet_ticks and index < len(packet_ticks):
-                t = float((packet_ticks[index] - origin) * self._time_base)
+            if packet_times is not None and index < len(packet_times):
+                t = packet_times[index]
             if pos < len(indices) and indices[pos] == index:
                 rgb = self._to_array(frame)
                 while pos < len(indices) and indices[pos] == index:
@@ -647,15 +645,16 @@ class FrameStream:
                 raise VideoError(f"cannot decode {msg}")
             logger.warning(msg)
 
-    def _count_frames(self) -> tuple[int, list[int] | None]:
+    def _count_frames(self) -> tuple[int, list[float] | None]:
         """Video packets in the file (what decord's len() counts), by demuxing without decoding, and their
-        presentation timestamps sorted (decord's frame times; None when a packet has none)."""
+        presentation times sorted, in seconds from the first (decord's frame times; None when a packet has
+        none)."""
         import av
 
         container, stream = _open(self.path)
         count = 0
         ticks: list[int] | None = []
-        self._time_base = stream.time_base or Fraction(1, 1_000_000)
+        time_base = stream.time_base or Fraction(1, 1_000_000)
         # Count up to an unreadable part, if any: the decoding pass reports it.
         try:
             with contextlib.suppress(av.error.FFmpegError):
@@ -673,7 +672,10 @@ class FrameStream:
         declared = self.info.frame_count
         if declared and declared != count:
             logger.info("%s: container declares %d frames, found %d", self.path, declared, count)
-        return count, None if ticks is None else sorted(ticks)
+        if ticks is None:
+            return count, None
+        ticks.sort()
+        return count, [float((tick - ticks[0]) * time_base) for tick in ticks]
 
 
 def _reference_count(frame_count: float, avg_fps: float, fps: float) -> int:
