@@ -111,7 +111,9 @@ def add_search_commands(group: click.Group, method_options: Callable, encoder_op
                   help="Videos grounded exactly [default: max(top-k, 10)].")
     @click.option("--model", default=None, help="Text encoder [default: the index's encoder].")
     @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N, mps.")
-    @click.option("--dtype", default=None, help="float32, float16 or bfloat16.")
+    @click.option("--dtype", default=None,
+                  help="Text encoder precision: autocast-float16, float32, float16 or bfloat16 [default: "
+                       "autocast-float16 on CUDA, else float32].")
     @method_options
     def search(index_path: Path, query: str, top_k: int, as_json: bool, exhaustive: bool,
                candidates: int | None, **options: Any) -> None:
