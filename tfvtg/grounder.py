@@ -45,9 +45,7 @@ if TYPE_CHECKING:
     from tfvtg.encoders.base import Encoder
     from tfvtg.features import VideoFeatures
 
-__all__ = [
-    "Grounder", "GroundingResult", "check_count", "check_feature_model", "ground", "PROFILES", "METHODS",
-]
+__all__ = ["Grounder", "GroundingResult", "check_feature_model", "ground", "PROFILES", "METHODS"]
 
 log = logging.getLogger(__name__)
 
@@ -559,7 +557,7 @@ class Grounder:
         detailed = ground_with_scores_detailed(
             score_fn, duration, query, decomposition if method == "full" else None, profile=self.profile,
             preset=preset, timestamps=timestamps, stride=stride, max_stride=max_stride,
-            mask_threshold=mask_threshold, top_k=int(top_k), method=self.method,
+            mask_threshold=mask_threshold, top_k=top_k, method=self.method,
             frame_features_fn=lambda text: self.winning_token_features(video, text),
             temporal_coherence=bool(config.tag_temporal_coherence),
         )
