@@ -166,10 +166,10 @@ def _positive_or_none(value: float | None, what: str) -> float | None:
     return number
 
 
-def check_query(query: Any, name: str = "query") -> str:
-    """The query stripped; `InputError` naming ``name`` when it is not a non-empty string."""
+def check_query(query: Any) -> str:
+    """The query stripped; `InputError` when it is not a non-empty string."""
     if not isinstance(query, str):
-        raise InputError(f"{name} must be a sentence (a str), got {type(query).__name__} {_short(query)}")
+        raise InputError(f"query must be a sentence (a str), got {type(query).__name__} {_short(query)}")
     if not query.strip():
         raise InputError("empty query: give a sentence describing the moment to find")
     return query.strip()
@@ -182,12 +182,12 @@ def _short(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def check_video_path(path: str | os.PathLike[str], name: str = "video") -> Path:
+def check_video_path(path: str | os.PathLike[str]) -> Path:
     """The path of an existing regular file; else a `VideoError` / `InputError` a user can act on."""
     if not isinstance(path, (str, os.PathLike)):
         hint = "; encode an in-memory array with Grounder.encode_frames(frames, fps=...) first" \
             if isinstance(path, np.ndarray) else ""
-        raise InputError(f"{name} must be a video file path (or features from encode_video), got "
+        raise InputError(f"video must be a video file path (or features from encode_video), got "
                          f"{type(path).__name__} {_short(path)}{hint}")
     video = Path(path).expanduser()
     if not video.exists():
