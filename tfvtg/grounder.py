@@ -149,19 +149,24 @@ def _check_choice(value: str, choices: Sequence[str], what: str) -> str:
     return name
 
 
+def _finite(value: Any) -> float:
+    """``value`` as a float when it is a finite real number (not a bool), else NaN."""
+    is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    return float(value) if is_number and math.isfinite(value) else math.nan
+
+
 def _non_negative(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value) or value < 0:
+    number = _finite(value)
+    if not number >= 0:
         raise InputError(f"{what} must be a number >= 0, got {_short(value)}")
-    return float(value)
+    return number
 
 
 def _positive_or_none(value: float | None, what: str) -> float | None:
     if value is None:
         return None
-    is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    number = float(value) if is_number else math.nan
-    if not math.isfinite(number) or number <= 0:
+    number = _finite(value)
+    if not number > 0:  # NaN included
         raise InputError(f"{what} must be a positive number, got {value!r}")
     return number
 
