@@ -35,7 +35,7 @@ from numpro.parse import (
     parse_highlights,
     parse_time_answer,
 )
-from tfvtg.errors import InputError, VideoError
+from tfvtg.errors import InputError, VideoError, check_count
 from tfvtg.moment import Moment
 
 __all__ = ["NumProGrounder", "GroundingDetails", "PassDetails", "HighlightResult", "SampledVideo",
@@ -251,8 +251,6 @@ class NumProGrounder:
                             times: Sequence[float] | None = None,
                             duration: float | None = None) -> GroundingDetails:
         """Like `ground`, with the prompts, raw answers, parse results and frame times of every pass."""
-        from tfvtg.grounder import check_count
-
         query = _clean_query(query)
         top_k = check_count(top_k, "top_k")
         sampled = self.sample(video, times=times, duration=duration)

@@ -45,9 +45,7 @@ if TYPE_CHECKING:
     from tfvtg.encoders.base import Encoder
     from tfvtg.features import VideoFeatures
 
-__all__ = [
-    "Grounder", "GroundingResult", "check_count", "check_feature_model", "ground", "PROFILES", "METHODS",
-]
+__all__ = ["Grounder", "GroundingResult", "check_feature_model", "ground", "PROFILES", "METHODS"]
 
 log = logging.getLogger(__name__)
 
@@ -151,27 +149,32 @@ def _check_choice(value: str, choices: Sequence[str], what: str) -> str:
     return name
 
 
+def _finite(value: Any) -> float:
+    """``value`` as a float when it is a finite real number (not a bool), else NaN."""
+    is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    return float(value) if is_number and math.isfinite(value) else math.nan
+
+
 def _non_negative(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value) or value < 0:
+    number = _finite(value)
+    if not number >= 0:
         raise InputError(f"{what} must be a number >= 0, got {_short(value)}")
-    return float(value)
+    return number
 
 
 def _positive_or_none(value: float | None, what: str) -> float | None:
     if value is None:
         return None
-    is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    number = float(value) if is_number else math.nan
-    if not math.isfinite(number) or number <= 0:
+    number = _finite(value)
+    if not number > 0:  # NaN included
         raise InputError(f"{what} must be a positive number, got {value!r}")
     return number
 
 
-def check_query(query: Any, name: str = "query") -> str:
-    """The query stripped; `InputError` naming ``name`` when it is not a non-empty string."""
+def check_query(query: Any) -> str:
+    """The query stripped; `InputError` when it is not a non-empty string."""
     if not isinstance(query, str):
-        raise InputError(f"{name} must be a sentence (a str), got {type(query).__name__} {_short(query)}")
+        raise InputError(f"query must be a sentence (a str), got {type(query).__name__} {_short(query)}")
     if not query.strip():
         raise InputError("empty query: give a sentence describing the moment to find")
     return query.strip()
@@ -184,12 +187,12 @@ def _short(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def check_video_path(path: str | os.PathLike[str], name: str = "video") -> Path:
+def check_video_path(path: str | os.PathLike[str]) -> Path:
     """The path of an existing regular file; else a `VideoError` / `InputError` a user can act on."""
     if not isinstance(path, (str, os.PathLike)):
         hint = "; encode an in-memory array with Grounder.encode_frames(frames, fps=...) first" \
             if isinstance(path, np.ndarray) else ""
-        raise InputError(f"{name} must be a video file path (or features from encode_video), got "
+        raise InputError(f"video must be a video file path (or features from encode_video), got "
                          f"{type(path).__name__} {_short(path)}{hint}")
     video = Path(path).expanduser()
     if not video.exists():
@@ -559,7 +562,7 @@ class Grounder:
         detailed = ground_with_scores_detailed(
             score_fn, duration, query, decomposition if method == "full" else None, profile=self.profile,
             preset=preset, timestamps=timestamps, stride=stride, max_stride=max_stride,
-            mask_threshold=mask_threshold, top_k=int(top_k), method=self.method,
+            mask_threshold=mask_threshold, top_k=top_k, method=self.method,
             frame_features_fn=lambda text: self.winning_token_features(video, text),
             temporal_coherence=bool(config.tag_temporal_coherence),
         )

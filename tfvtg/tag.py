@@ -349,18 +349,12 @@ def scene_proposals(
     lo, hi, start_frame, end_frame = lo[keep], hi[keep], start_frame[keep], end_frame[keep]
     if lo.size == 0:
         return np.array([0]), np.array([n_frames]), np.array([1.0])
-    if reference:
-        csum = np.concatenate(([0.0], np.cumsum(adjusted, dtype=np.float64))).astype(np.float32)
-        inside = csum[hi] - csum[lo]
-        total = csum[m]
-        n_in = (hi - lo).astype(np.float32)
-        n_out = np.float32(m) - n_in
-    else:
-        csum = np.concatenate(([0.0], np.cumsum(adjusted, dtype=np.float64)))
-        inside = csum[hi] - csum[lo]
-        total = csum[m]
-        n_in = (hi - lo).astype(np.float64)
-        n_out = m - n_in
+    dtype = np.float32 if reference else np.float64  # the reference scores in float32, as TAG does
+    csum = np.concatenate(([0.0], np.cumsum(adjusted, dtype=np.float64))).astype(dtype)
+    inside = csum[hi] - csum[lo]
+    total = csum[m]
+    n_in = (hi - lo).astype(dtype)
+    n_out = dtype(m) - n_in
     whole = n_out == 0
     with np.errstate(divide="ignore", invalid="ignore"):
         score = inside / n_in - np.where(whole, 0, (total - inside) / np.where(whole, 1, n_out))
