@@ -480,6 +480,7 @@ class GroundingApp:
                                                                  str]:
         """Status line, spans HTML, curve figures, predictions and the JSON-lines download of a report."""
         from tfvtg.cli import _describe_decomposition
+        from tfvtg.console import counted
         from tfvtg.datasets import write_jsonl
         from tfvtg.plot import plot_result, save_figure
 
@@ -489,7 +490,7 @@ class GroundingApp:
                  f"{self.grounder.profile}.")
         text_s = sum(r.meta["timings"].get("text_s", 0.0) + r.meta["timings"].get("ground_s", 0.0)
                      for r in report.results)
-        count = f"{len(report.results)} quer{'y' if len(report.results) == 1 else 'ies'}"
+        count = counted(len(report.results), "query", "queries")
         if report.encode_s is None:
             status = f"{facts} Already encoded: {count} ran on the text side alone ({text_s:.2f} s)."
         else:
