@@ -192,10 +192,6 @@ def _file_identity(path: str | os.PathLike[str]) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
-def _video_id(path: Path) -> str:
-    return path.name[: -len(".safetensors")] if path.name.endswith(".safetensors") else path.stem
-
-
 def _unit_tokens(features: np.ndarray) -> np.ndarray:
     """(T, Q, D) -> (T * Q, D) float32 unit vectors (the inner product is then the cosine)."""
     tokens = np.ascontiguousarray(features.reshape(-1, features.shape[-1]), dtype=np.float32)
@@ -466,12 +462,13 @@ class Collection:
 
     def _add_files(self, files: list[Path], owned: set[str], progress: bool) -> dict[str, list[str]]:
         from tfvtg.features import read_metadata
+        from tfvtg.video import video_id
 
         m = self._manifest
         report: dict[str, list[str]] = {"added": [], "updated": [], "unchanged": []}
         chosen: dict[str, tuple[Path, dict[str, Any]]] = {}
         for path in files:
-            name = _video_id(path)
+            name = video_id(path)
             if name in chosen:
                 raise InputError(f"{chosen[name][0]} and {path} are both video {name!r}; rename one")
             meta = read_metadata(path)
