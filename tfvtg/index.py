@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tfvtg.atomic import write_atomic
-from tfvtg.errors import InputError, one_line
+from tfvtg.errors import InputError, check_count, one_line
 
 if TYPE_CHECKING:
     from tfvtg.features import VideoFeatures
@@ -711,8 +711,7 @@ class Collection:
         query = check_query(query)
         self._reload(if_changed=True)
         for value, what in ((top_k, "top_k"), (per_video, "per_video"), (candidates or 1, "candidates")):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"{what} must be a whole number >= 1, got {value!r}")
+            check_count(value, what)
         m = self._manifest
         if not m.videos:
             raise InputError(f"index {self.root} holds no video; add some with tfvtg index add")
