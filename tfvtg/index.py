@@ -495,11 +495,8 @@ class Collection:
         if not new:
             return report
 
-        index = self._load_index(writable=True) if m.kind != "empty" else None
         faiss = _faiss()
         replaced = [m.videos.pop(name) for name in new if name in m.videos]
-        for entry in replaced:
-            index.remove_ids(_video_selector(faiss, entry.number))
         for name, (path, meta) in new.items():
             size, mtime_ns = _file_identity(path)
             m.videos[name] = _Entry(m.next_number, str(path), size, mtime_ns, meta["shape"][0],
@@ -507,11 +504,14 @@ class Collection:
             m.next_number += 1
         total = m.tokens
         kind = "flat" if total <= FLAT_LIMIT else "ivfpq"
-        if index is None or kind != m.kind or (kind == "ivfpq" and _nlist(total) > _nlist(m.trained_for)
-                                                and total > REGROW * m.trained_for):
+        if m.kind == "empty" or kind != m.kind or (kind == "ivfpq" and _nlist(total) > _nlist(m.trained_for)
+                                                   and total > REGROW * m.trained_for):
             log.info("building the index of %s for %d tokens (%s)", self.root, total, kind)
             index = self._build(kind, list(m.videos), progress)
-        else:
+        else:  # only a change in place reads the current index (a rebuild does not need it)
+            index = self._load_index(writable=True)
+            for entry in replaced:
+                index.remove_ids(_video_selector(faiss, entry.number))
             self._add_to(index, list(new), progress)
         self._commit(index)
         for entry in replaced:
