@@ -313,9 +313,8 @@ class Collection:
         """Videos, frames, tokens, encoder, index kind and bytes on disk (index; feature files apart)."""
         self._reload(if_changed=True)
         m = self._manifest
-        index_bytes = sum(p.stat().st_size for p in (self.root / MANIFEST,) if p.exists())
-        if m.index_file and (self.root / m.index_file).exists():
-            index_bytes += (self.root / m.index_file).stat().st_size
+        files = [self.root / name for name in (MANIFEST, m.index_file) if name]
+        index_bytes = sum(p.stat().st_size for p in files if p.exists())
         feature_bytes = 0
         for entry in m.videos.values():
             with contextlib.suppress(OSError):
