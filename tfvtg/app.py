@@ -342,7 +342,7 @@ class GroundingApp:
             return check_video_path(path)
         if uploaded:
             path = Path(uploaded)
-            if not _inside(path, self.workdir):
+            if not self._is_upload(path):
                 raise InputError("only uploaded videos or videos under --videos can be used")
             return check_video_path(path)
         raise InputError("no video: upload one" + (" or pick one under --videos" if self.videos else ""))
