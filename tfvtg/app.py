@@ -483,6 +483,7 @@ class GroundingApp:
         from tfvtg.console import counted
         from tfvtg.datasets import write_jsonl
         from tfvtg.plot import plot_result, save_figure
+        from tfvtg.video import video_id
 
         features, name = report.features, report.video.name
         facts = (f"**{name}**: {features.duration:.2f} s, {len(features.timestamps)} frames at "
@@ -503,7 +504,7 @@ class GroundingApp:
             figure_path = self._result_path(".png")
             save_figure(plot_result(result), figure_path)
             figures.append((str(figure_path), result.query))
-            predictions.append(result.to_prediction(qid=index, vid=report.video.stem))
+            predictions.append(result.to_prediction(qid=index, vid=video_id(report.video)))
         download = self._result_path(".jsonl")
         write_jsonl(download, predictions)
         return status, spans_html(sections), figures, predictions, str(download)
@@ -512,6 +513,7 @@ class GroundingApp:
                                                              dict]:
         """Status line, numbered-frame gallery, answer, spans HTML and prediction line of a NumPro report."""
         from numpro.cli import _prediction
+        from tfvtg.video import video_id
 
         gallery = [(frame, f"{i} \u00b7 {t:.1f} s") for i, (frame, t) in enumerate(zip(report.frames,
                                                                                       report.times,
@@ -529,7 +531,7 @@ class GroundingApp:
             answer += f"\n\nNo usable span in the answer ({details.coarse.parsed.reason})."
         section = SpanSection(f"NumPro: {details.query}", f"answer: {details.answer}", details.duration,
                               details.moments)
-        return status, gallery, answer, spans_html([section]), _prediction(details, 0, report.video.stem)
+        return status, gallery, answer, spans_html([section]), _prediction(details, 0, video_id(report.video))
 
     def _search_outputs(self, hits: list[SearchHit]) -> tuple[str, list[tuple[np.ndarray, str]], list[dict]]:
         """Status line, thumbnail gallery and JSON of search hits."""
