@@ -342,7 +342,7 @@ class GroundingApp:
             return check_video_path(path)
         if uploaded:
             path = Path(uploaded)
-            if not _inside(path, self.workdir):
+            if not self._is_upload(path):
                 raise InputError("only uploaded videos or videos under --videos can be used")
             return check_video_path(path)
         raise InputError("no video: upload one" + (" or pick one under --videos" if self.videos else ""))
@@ -480,8 +480,10 @@ class GroundingApp:
                                                                  str]:
         """Status line, spans HTML, curve figures, predictions and the JSON-lines download of a report."""
         from tfvtg.cli import _describe_decomposition
+        from tfvtg.console import counted
         from tfvtg.datasets import write_jsonl
         from tfvtg.plot import plot_result, save_figure
+        from tfvtg.video import video_id
 
         features, name = report.features, report.video.name
         facts = (f"**{name}**: {features.duration:.2f} s, {len(features.timestamps)} frames at "
@@ -489,7 +491,7 @@ class GroundingApp:
                  f"{self.grounder.profile}.")
         text_s = sum(r.meta["timings"].get("text_s", 0.0) + r.meta["timings"].get("ground_s", 0.0)
                      for r in report.results)
-        count = f"{len(report.results)} quer{'y' if len(report.results) == 1 else 'ies'}"
+        count = counted(len(report.results), "query", "queries")
         if report.encode_s is None:
             status = f"{facts} Already encoded: {count} ran on the text side alone ({text_s:.2f} s)."
         else:
@@ -502,7 +504,7 @@ class GroundingApp:
             figure_path = self._result_path(".png")
             save_figure(plot_result(result), figure_path)
             figures.append((str(figure_path), result.query))
-            predictions.append(result.to_prediction(qid=index, vid=report.video.stem))
+            predictions.append(result.to_prediction(qid=index, vid=video_id(report.video)))
         download = self._result_path(".jsonl")
         write_jsonl(download, predictions)
         return status, spans_html(sections), figures, predictions, str(download)
@@ -511,6 +513,7 @@ class GroundingApp:
                                                              dict]:
         """Status line, numbered-frame gallery, answer, spans HTML and prediction line of a NumPro report."""
         from numpro.cli import _prediction
+        from tfvtg.video import video_id
 
         gallery = [(frame, f"{i} \u00b7 {t:.1f} s") for i, (frame, t) in enumerate(zip(report.frames,
                                                                                       report.times,
@@ -528,7 +531,7 @@ class GroundingApp:
             answer += f"\n\nNo usable span in the answer ({details.coarse.parsed.reason})."
         section = SpanSection(f"NumPro: {details.query}", f"answer: {details.answer}", details.duration,
                               details.moments)
-        return status, gallery, answer, spans_html([section]), _prediction(details, 0, report.video.stem)
+        return status, gallery, answer, spans_html([section]), _prediction(details, 0, video_id(report.video))
 
     def _search_outputs(self, hits: list[SearchHit]) -> tuple[str, list[tuple[np.ndarray, str]], list[dict]]:
         """Status line, thumbnail gallery and JSON of search hits."""

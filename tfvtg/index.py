@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tfvtg.atomic import write_atomic
-from tfvtg.errors import InputError, one_line
+from tfvtg.errors import InputError, check_count, one_line
 
 if TYPE_CHECKING:
     from tfvtg.features import VideoFeatures
@@ -192,10 +192,6 @@ def _file_identity(path: str | os.PathLike[str]) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
-def _video_id(path: Path) -> str:
-    return path.name[: -len(".safetensors")] if path.name.endswith(".safetensors") else path.stem
-
-
 def _unit_tokens(features: np.ndarray) -> np.ndarray:
     """(T, Q, D) -> (T * Q, D) float32 unit vectors (the inner product is then the cosine)."""
     tokens = np.ascontiguousarray(features.reshape(-1, features.shape[-1]), dtype=np.float32)
@@ -317,9 +313,8 @@ class Collection:
         """Videos, frames, tokens, encoder, index kind and bytes on disk (index; feature files apart)."""
         self._reload(if_changed=True)
         m = self._manifest
-        index_bytes = sum(p.stat().st_size for p in (self.root / MANIFEST,) if p.exists())
-        if m.index_file and (self.root / m.index_file).exists():
-            index_bytes += (self.root / m.index_file).stat().st_size
+        files = [self.root / name for name in (MANIFEST, m.index_file) if name]
+        index_bytes = sum(p.stat().st_size for p in files if p.exists())
         feature_bytes = 0
         for entry in m.videos.values():
             with contextlib.suppress(OSError):
@@ -466,12 +461,13 @@ class Collection:
 
     def _add_files(self, files: list[Path], owned: set[str], progress: bool) -> dict[str, list[str]]:
         from tfvtg.features import read_metadata
+        from tfvtg.video import video_id
 
         m = self._manifest
         report: dict[str, list[str]] = {"added": [], "updated": [], "unchanged": []}
         chosen: dict[str, tuple[Path, dict[str, Any]]] = {}
         for path in files:
-            name = _video_id(path)
+            name = video_id(path)
             if name in chosen:
                 raise InputError(f"{chosen[name][0]} and {path} are both video {name!r}; rename one")
             meta = read_metadata(path)
@@ -498,11 +494,8 @@ class Collection:
         if not new:
             return report
 
-        index = self._load_index(writable=True) if m.kind != "empty" else None
         faiss = _faiss()
         replaced = [m.videos.pop(name) for name in new if name in m.videos]
-        for entry in replaced:
-            index.remove_ids(_video_selector(faiss, entry.number))
         for name, (path, meta) in new.items():
             size, mtime_ns = _file_identity(path)
             m.videos[name] = _Entry(m.next_number, str(path), size, mtime_ns, meta["shape"][0],
@@ -510,11 +503,14 @@ class Collection:
             m.next_number += 1
         total = m.tokens
         kind = "flat" if total <= FLAT_LIMIT else "ivfpq"
-        if index is None or kind != m.kind or (kind == "ivfpq" and _nlist(total) > _nlist(m.trained_for)
-                                                and total > REGROW * m.trained_for):
+        if m.kind == "empty" or kind != m.kind or (kind == "ivfpq" and _nlist(total) > _nlist(m.trained_for)
+                                                   and total > REGROW * m.trained_for):
             log.info("building the index of %s for %d tokens (%s)", self.root, total, kind)
             index = self._build(kind, list(m.videos), progress)
-        else:
+        else:  # only a change in place reads the current index (a rebuild does not need it)
+            index = self._load_index(writable=True)
+            for entry in replaced:
+                index.remove_ids(_video_selector(faiss, entry.number))
             self._add_to(index, list(new), progress)
         self._commit(index)
         for entry in replaced:
@@ -714,8 +710,7 @@ class Collection:
         query = check_query(query)
         self._reload(if_changed=True)
         for value, what in ((top_k, "top_k"), (per_video, "per_video"), (candidates or 1, "candidates")):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"{what} must be a whole number >= 1, got {value!r}")
+            check_count(value, what)
         m = self._manifest
         if not m.videos:
             raise InputError(f"index {self.root} holds no video; add some with tfvtg index add")
