@@ -21,7 +21,8 @@ decoding and the engines' overheads). On a GPU machine, ``--arch blip2-coco`` us
 random weights (same FLOPs) on every GPU: one actor per GPU for Ray (``--workers``, ``--gpus-per-worker``).
 
 Usage: python benchmarks/bench_extract_scale.py [--videos 20] [--seconds 20] [--arch tiny|blip2-coco]
-       [--batch-size 32] [--workers N] [--gpus-per-worker G] [--object-store-mib 1024] [--no-ray] [--dir DIR]
+       [--batch-size 32] [--workers N] [--gpus-per-worker G] [--decode-cpus C] [--object-store-mib 1024]
+       [--no-ray] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -84,8 +85,12 @@ class TreeMemory(PeakRSS):
         return (self.peak - self.base) / 2**20
 
 
-def encoder_factory(arch: str, batch_size: int, tmp: Path) -> Any:
-    """A picklable callable building the encoder (the engines build it where they run it)."""
+def encoder_factory(arch: str, batch_size: int, tmp: Path) -> tuple[Any, Any]:
+    """(the engines' ``model``, a picklable callable building the encoder for the loop).
+
+    The tiny model is a ``save_pretrained`` directory, given to the engines by path as ``--model DIR`` is;
+    the real architecture with random weights has no checkpoint, so the engines get the callable.
+    """
     from tfvtg.encoders import create_encoder
 
     if arch == "tiny":
@@ -94,10 +99,11 @@ def encoder_factory(arch: str, batch_size: int, tmp: Path) -> Any:
         path = tmp / "tiny_blip2"
         if not path.is_dir():
             make_tiny_blip2(path)
-        return functools.partial(create_encoder, str(path), device="auto", batch_size=batch_size)
+        return str(path), functools.partial(create_encoder, str(path), device="auto", batch_size=batch_size)
     from blip2_random import random_blip2_encoder
 
-    return functools.partial(random_blip2_encoder, arch, device="auto", batch_size=batch_size)
+    factory = functools.partial(random_blip2_encoder, arch, device="auto", batch_size=batch_size)
+    return factory, factory
 
 
 def compare(reference: Path, other: Path) -> str:
@@ -124,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=None, help="Ray encoder actors [default: per GPU]")
     parser.add_argument("--gpus-per-worker", type=float, default=None)
+    parser.add_argument("--decode-cpus", type=float, default=None, help="CPUs per Ray decode task")
     parser.add_argument("--object-store-mib", type=int, default=1024, help="object store of the Ray started")
     parser.add_argument("--no-ray", action="store_true", help="only the baseline and the local engine")
     parser.add_argument("--dir", type=Path, default=None, help="where the clips are cached")
@@ -143,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     # Ray's workers import this checkout and the benchmark's helpers, as this process does.
     os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), str(Path(__file__).resolve().parent),
                                                 os.environ.get("PYTHONPATH", "")])
-    factory = encoder_factory(arch, args.batch_size, work)
+    model, factory = encoder_factory(arch, args.batch_size, work)
     rows: list[tuple[str, float, int, float, str, str]] = []
     try:
         out = work / "loop"
@@ -163,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 
         with TreeMemory() as memory:
             start = time.perf_counter()
-            summary = extract_many(clips, work / "local", model=factory, fps=SAMPLE_FPS,
+            summary = extract_many(clips, work / "local", model=model, fps=SAMPLE_FPS,
                                    batch_size=args.batch_size, progress=False)
             seconds = time.perf_counter() - start
         rows.append(("local engine (extract_many)", seconds, summary.frames, memory.above_base_mib, "-",
@@ -173,12 +180,13 @@ def main(argv: list[str] | None = None) -> int:
             from tfvtg.engines.ray import RayEngine
 
             engine = RayEngine(workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+                               decode_cpus=args.decode_cpus,
                                object_store_bytes=args.object_store_mib * 2**20)
             with TreeMemory() as memory:
                 start = time.perf_counter()
                 engine._ray()  # ray.init of the run's own Ray, timed on its own
                 startup = time.perf_counter() - start
-                summary = extract_many(clips, work / "ray", engine=engine, model=factory, fps=SAMPLE_FPS,
+                summary = extract_many(clips, work / "ray", engine=engine, model=model, fps=SAMPLE_FPS,
                                        batch_size=args.batch_size, progress=False)
                 seconds = time.perf_counter() - start
             assert summary.ok, summary.failed

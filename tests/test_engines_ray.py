@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -206,3 +207,60 @@ def test_an_encoder_error_raised_in_an_actor_reaches_the_user_as_itself():
         assert _tfvtg_error(outer) is error
     plain = RuntimeError("a bug")
     assert _tfvtg_error(plain) is plain
+
+
+def test_the_driver_reads_the_encoder_config_from_the_checkpoint_without_loading_it(
+    ray_cluster, tiny_blip2_dir, tmp_path
+):
+    from tfvtg.encoders import create_encoder
+    from tfvtg.engines.base import ExtractSettings
+    from tfvtg.engines.ray import _checkpoint_config
+
+    loaded = create_encoder(str(tiny_blip2_dir), device="cpu").config
+    settings = ExtractSettings(model=str(tiny_blip2_dir))
+    assert _checkpoint_config(settings, gpus=0) == (
+        loaded.name, tuple(loaded.image_size), loaded.default_fps, loaded.num_query_tokens, loaded.embed_dim,
+        loaded.precision)
+    assert loaded.precision == "float32"
+    assert _checkpoint_config(settings, gpus=1)[5] == "autocast-float16"  # what an actor with a GPU picks
+    bf16 = ExtractSettings(model=str(tiny_blip2_dir), dtype="bf16")
+    assert _checkpoint_config(bf16, gpus=1)[5] == "bfloat16"
+    assert _checkpoint_config(ExtractSettings(model=TinyBlip2Factory(str(tiny_blip2_dir))), gpus=0) is None
+    # No model load: the engine answers for a directory whose weights are missing (a load would fail).
+    broken = tmp_path / "no_weights"
+    shutil.copytree(tiny_blip2_dir, broken)
+    for weights in broken.glob("*.safetensors"):
+        weights.unlink()
+    config = RayEngine().encoder_config(ExtractSettings(model=str(broken)))
+    assert (config.name, tuple(config.image_size), config.precision) == (
+        str(broken), tuple(loaded.image_size), "float32")
+
+
+def test_a_model_that_cannot_load_in_the_actors_is_one_error_line(
+    ray_cluster, inputs, tiny_blip2_dir, tmp_path, capfd
+):
+    broken = tmp_path / "no_weights"
+    shutil.copytree(tiny_blip2_dir, broken)
+    for weights in broken.glob("*.safetensors"):
+        weights.unlink()
+    out = tmp_path / "out"
+    code = main(["extract", str(inputs / "cup.mp4"), "--out", str(out), "--engine", "ray", "--model",
+                 str(broken)])
+    err = capfd.readouterr().err
+    assert code == 1
+    errors = [line for line in err.splitlines() if "error:" in line.lower() or "Traceback" in line]
+    assert errors == [f"error: cannot load {broken}: the directory is incomplete (Error no file named "
+                      f"model.safetensors, or pytorch_model.bin, found in directory {broken}.); pass --model "
+                      f"a directory written by save_pretrained"], err
+    assert not list(out.glob("*.safetensors"))
+
+
+def test_decode_tasks_fill_the_cluster_cpus_and_impossible_shares_are_refused(ray_cluster):
+    from tfvtg.errors import InputError
+
+    assert RayEngine()._decode_cpus(ray, workers=1) == 0.5  # 2 CPUs: two decoders beside one actor
+    assert RayEngine(decode_cpus=1)._decode_cpus(ray, workers=1) == 1.0
+    with pytest.raises(InputError, match="--decode-cpus 1.5 but only 1 of the Ray cluster's 2 CPUs"):
+        RayEngine(decode_cpus=1.5)._decode_cpus(ray, workers=1)
+    with pytest.raises(InputError, match="2 encoder actors take one each, leaving none to decode with"):
+        RayEngine()._decode_cpus(ray, workers=2)

@@ -345,7 +345,7 @@ def _parse_shard(shard: str | None) -> tuple[int, int]:
 @click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=None,
               help="Ray: GPUs per encoder actor [default: 1 when the cluster has GPUs, else 0].")
 @click.option("--decode-cpus", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Ray: CPUs per decoding task [default: 1].")
+              help="Ray: CPUs per decoding task [default: one task per CPU of the cluster].")
 @_encoder_options
 def extract(videos: tuple[Path, ...], out_dir: Path, shard: str | None, skip_existing: bool, recursive: bool,
             sampling: str, engine: str, address: str | None, workers: int | None,

@@ -49,6 +49,7 @@ __all__ = [
     "is_out_of_memory",
     "out_of_memory_message",
     "place_on",
+    "precision_name",
     "resolve_device",
     "resolve_dtype",
     "resolve_precision",
@@ -242,6 +243,20 @@ def _tf32_allowed() -> Iterator[None]:
         matmul.allow_tf32 = before
 
 
+def precision_name(dtype: str | None, device_type: str) -> str:
+    """The name of the precision `resolve_precision` picks for ``dtype`` on a device of ``device_type``.
+
+    Pure (no torch): what an encoder loaded elsewhere (a Ray actor) will record, known before it loads.
+
+    Raises:
+        InputError: An unknown name.
+    """
+    name = _dtype_name(dtype)
+    if name is None:
+        return AUTOCAST_FP16 if device_type == "cuda" else "float32"
+    return name
+
+
 def resolve_precision(dtype: str | None, device: torch.device) -> Precision:
     """The precision of an image encoder on ``device``.
 
@@ -255,9 +270,7 @@ def resolve_precision(dtype: str | None, device: torch.device) -> Precision:
     """
     import torch
 
-    name = _dtype_name(dtype)
-    if name is None:
-        name = AUTOCAST_FP16 if device.type == "cuda" else "float32"
+    name = precision_name(dtype, device.type)
     if name == AUTOCAST_FP16:
         return Precision(AUTOCAST_FP16, torch.float32, torch.float16, device.type)
     if name == "bfloat16":

@@ -14,7 +14,6 @@ QVHighlights predictions also carry ``pred_saliency_scores``: the query's simila
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -129,7 +128,7 @@ class _ModelShape:
 
 def _model_shape(model: str, grounder: Grounder | None) -> _ModelShape:
     """The loaded encoder's config, else what the checkpoint's JSON files say (never loads weights)."""
-    from tfvtg.encoders import checkpoint_shape, resolve_name
+    from tfvtg.encoders import read_checkpoint_shape
     from tfvtg.errors import ModelError
 
     loaded = grounder.loaded_encoder if grounder is not None else None
@@ -137,32 +136,11 @@ def _model_shape(model: str, grounder: Grounder | None) -> _ModelShape:
         c = loaded.config
         return _ModelShape(c.name, tuple(c.image_size), int(c.num_query_tokens), int(c.embed_dim))
     try:
-        source, is_dir = resolve_name(grounder.model if grounder is not None else model)
+        source, image_size, queries, dim = read_checkpoint_shape(grounder.model if grounder is not None
+                                                                 else model)
     except ModelError:
         return _ModelShape()  # reported when the model is loaded, after the files are known to be good
-    image_size, queries, dim = checkpoint_shape(
-        _checkpoint_json(source, is_dir, "config.json"),
-        _checkpoint_json(source, is_dir, "preprocessor_config.json"),
-    )
     return _ModelShape(name=source, image_size=image_size, num_query_tokens=queries, embed_dim=dim)
-
-
-def _checkpoint_json(source: str, is_dir: bool, filename: str) -> dict[str, Any]:
-    """A JSON file of a checkpoint directory or of the local Hugging Face cache; ``{}`` when not at hand."""
-    if is_dir:
-        path: str | None = os.path.join(source, filename)
-    else:
-        from huggingface_hub import try_to_load_from_cache
-
-        found = try_to_load_from_cache(source, filename)
-        path = found if isinstance(found, str) else None
-    if path is None or not os.path.isfile(path):
-        return {}
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}  # a broken checkpoint is reported when it is loaded
-    return data if isinstance(data, dict) else {}
 
 
 def check_feature_files(

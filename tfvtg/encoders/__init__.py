@@ -22,6 +22,7 @@ __all__ = [
     "EncoderSpec",
     "checkpoint_model_type",
     "checkpoint_shape",
+    "read_checkpoint_shape",
     "create_encoder",
     "list_encoders",
     "max_cosine_similarity",
@@ -204,6 +205,42 @@ def checkpoint_shape(
         text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
         return image_size, 1, _count(text.get("projection_size") or text.get("hidden_size", 768))
     return image_size, _count(config.get("num_query_tokens")), _count(config.get("image_text_hidden_size"))
+
+
+def read_checkpoint_shape(
+    name_or_path: str,
+) -> tuple[str, tuple[int, int] | None, int | None, int | None]:
+    """(encoder id, image size, Q, D) of an encoder from the JSON files at hand, never loading weights.
+
+    The id is what its feature files record (a Hub id, or a directory's absolute path). The JSON files are
+    read from the directory or from the local Hugging Face cache, never downloaded; a value they do not give
+    is None.
+
+    Raises:
+        ModelError: ``name_or_path`` is neither registered, a directory nor a Hub id (`resolve_name`).
+    """
+    source, is_dir = resolve_name(name_or_path)
+    image_size, queries, dim = checkpoint_shape(_checkpoint_json(source, is_dir, "config.json"),
+                                                _checkpoint_json(source, is_dir, "preprocessor_config.json"))
+    return source, image_size, queries, dim
+
+
+def _checkpoint_json(source: str, is_dir: bool, filename: str) -> dict:
+    """A JSON file of a checkpoint directory or of the local Hugging Face cache; ``{}`` when not at hand."""
+    if is_dir:
+        path: str | None = os.path.join(source, filename)
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(source, filename)
+        path = found if isinstance(found, str) else None
+    if path is None or not os.path.isfile(path):
+        return {}
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # a broken checkpoint is reported when it is loaded
+    return data if isinstance(data, dict) else {}
 
 
 def _count(value: object) -> int | None:

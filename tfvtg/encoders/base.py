@@ -14,7 +14,11 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Encoder", "EncoderConfig", "max_cosine_similarity", "winning_tokens"]
+__all__ = ["DEFAULT_FPS", "Encoder", "EncoderConfig", "max_cosine_similarity", "winning_tokens"]
+
+
+# Frames per second every encoder samples at unless told otherwise (TFVTG's rate for every dataset).
+DEFAULT_FPS = 3.0
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,7 @@ class EncoderConfig:
     std: tuple[float, float, float]
     num_query_tokens: int
     embed_dim: int
-    default_fps: float = 3.0
+    default_fps: float = DEFAULT_FPS
     mask_threshold: float = 0.2
     tag_mask_threshold: float = 0.2
     tag_temporal_coherence: bool = True

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tfvtg.device import Precision, encode_in_batches, resolve_device, resolve_precision
-from tfvtg.encoders.base import EncoderConfig, max_cosine_similarity
+from tfvtg.encoders.base import DEFAULT_FPS, EncoderConfig, max_cosine_similarity
 from tfvtg.encoders.hf import (
     check_frames,
     check_texts,
@@ -94,7 +94,7 @@ class Blip2Encoder:
             **image_fields(image_processor, model.config.vision_config, name),
             num_query_tokens=int(model.config.num_query_tokens),
             embed_dim=int(model.config.image_text_hidden_size),
-            default_fps=3.0,
+            default_fps=DEFAULT_FPS,
             mask_threshold=0.2,
             precision=precision.name,
         )

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tfvtg.device import Precision, encode_in_batches, resolve_device, resolve_precision
-from tfvtg.encoders.base import EncoderConfig, max_cosine_similarity
+from tfvtg.encoders.base import DEFAULT_FPS, EncoderConfig, max_cosine_similarity
 from tfvtg.encoders.hf import (
     check_frames,
     check_texts,
@@ -103,7 +103,7 @@ class ClipEncoder:
             **image_fields(self.image_processor, model.config.vision_config, name),
             num_query_tokens=1,
             embed_dim=embed_dim,
-            default_fps=3.0,
+            default_fps=DEFAULT_FPS,
             mask_threshold=MASK_THRESHOLD,
             tag_mask_threshold=0.0,
             tag_temporal_coherence=False,

@@ -182,7 +182,7 @@ def extract_many(
         address: Ray only: an existing cluster (``"auto"``, ``"ray://host:10001"``); None starts a local Ray.
         workers: Ray only: encoder actors (default one per GPU, or one on a CPU-only cluster).
         gpus_per_worker: Ray only: GPUs per encoder actor (default 1 when the cluster has GPUs, else 0).
-        decode_cpus: Ray only: CPUs per decode task (default 1).
+        decode_cpus: Ray only: CPUs per decode task (default: one task per CPU of the cluster).
         chunk_frames: Ray only: frames per block of a video (long videos are split; default 64).
 
     Returns:

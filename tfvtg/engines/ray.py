@@ -121,11 +121,19 @@ class _EncodeActor:
     """An encoder actor: the model is loaded once; frames in, float16 (Q, D) features out (info rows pass)."""
 
     def __init__(self, settings: ExtractSettings) -> None:
-        self.encoder = settings.create_encoder()
+        # A model that cannot load (ModelError) is raised by the first batch instead: a task's error reaches
+        # the driver as itself (`_tfvtg_error`), an actor's death in its constructor only as Ray's text.
+        self.error: TfvtgError | None = None
+        try:
+            self.encoder = settings.create_encoder()
+        except TfvtgError as exc:
+            self.error = exc
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from tfvtg.engines.local import encode_frames
 
+        if self.error is not None:
+            raise self.error
         frames = batch["slot"] >= 0
         config = self.encoder.config
         features = np.zeros((len(frames), config.num_query_tokens, config.embed_dim), dtype=np.float16)
@@ -147,16 +155,75 @@ def _probe_config(settings: ExtractSettings) -> _Config:
     return c.name, size, c.default_fps, c.num_query_tokens, c.embed_dim, getattr(c, "precision", None)
 
 
+def _checkpoint_config(settings: ExtractSettings, gpus: float) -> _Config | None:
+    """The config from the checkpoint's JSON files at hand (no model load), else None.
+
+    The precision is the one an actor with ``gpus`` GPUs will pick: Ray hides CUDA from an actor without
+    GPUs. Every registered encoder samples at `DEFAULT_FPS`.
+    """
+    from tfvtg.device import precision_name
+    from tfvtg.encoders import read_checkpoint_shape
+    from tfvtg.encoders.base import DEFAULT_FPS
+    from tfvtg.errors import ModelError
+
+    if callable(settings.model):
+        return None
+    try:
+        name, size, queries, dim = read_checkpoint_shape(os.fspath(settings.model))
+    except ModelError:
+        return None  # the probe reports it, as the actors would
+    if size is None or queries is None or dim is None:
+        return None
+    device = str(settings.device).split(":")[0]
+    device = ("cuda" if gpus > 0 else "cpu") if device == "auto" else device
+    return name, size, DEFAULT_FPS, queries, dim, precision_name(settings.dtype, device)
+
+
 def _tfvtg_error(exc: BaseException) -> BaseException:
-    """The `TfvtgError` a Ray error wraps (an encoder's `ModelError` raised in an actor), else ``exc``."""
+    """The `TfvtgError` a Ray error wraps (an encoder's `ModelError` raised in an actor), else ``exc``.
+
+    Its message loses the retry note Ray Data appends to a failed task's error ("Failed to apply UDF ...").
+    """
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
-        if isinstance(current, TfvtgError):
+        cause = getattr(current, "cause", None)
+        if isinstance(current, TfvtgError) and not isinstance(cause, TfvtgError):
+            # (Ray's RayTaskError(ModelError) is a ModelError too: its cause is the one raised.)
+            if current.args and isinstance(current.args[0], str) and _RAY_RETRY_NOTE in current.args[0]:
+                current.args = (current.args[0].split(_RAY_RETRY_NOTE)[0], *current.args[1:])
             return current
         seen.add(id(current))
-        current = getattr(current, "cause", None) or current.__cause__ or current.__context__
+        current = cause or current.__cause__ or current.__context__
     return exc
+
+
+# How Ray Data's note on a failed task's error begins (ray.data._internal.util).
+_RAY_RETRY_NOTE = "\nFailed to "
+
+
+class _QuietRayErrors(logging.Filter):
+    """Keeps Ray Data's error reports of a failed run off the console: the run raises the error itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR
+
+
+@contextlib.contextmanager
+def _quiet_ray_errors() -> Iterator[None]:
+    if logging.getLogger("tfvtg").isEnabledFor(logging.DEBUG):  # --verbose shows them
+        yield
+        return
+    quiet = _QuietRayErrors()
+    handlers = [h for h in logging.getLogger("ray.data").handlers
+                if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+    for handler in handlers:
+        handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
 
 
 @dataclass
@@ -174,7 +241,8 @@ class RayEngine:
             initialised in this process, else starts a local one for the run.
         workers: Encoder actors (default: one per GPU of the cluster, or one without GPUs).
         gpus_per_worker: GPUs per actor (default 1 when the cluster has GPUs, else 0).
-        decode_cpus: CPUs per decode task (default 1).
+        decode_cpus: CPUs per decode task (default: the share that runs one decode task per CPU of the
+            cluster, the encoder actors' CPUs included: an actor mostly waits, on its GPU or for frames).
         chunk_frames: Kept frames per chunk of a video (default `DEFAULT_CHUNK_FRAMES`).
         object_store_bytes: Object store size of a Ray started here (default: Ray's).
     """
@@ -196,7 +264,7 @@ class RayEngine:
         self.address = address
         self.workers = workers
         self.gpus_per_worker = gpus_per_worker
-        self.decode_cpus = 1.0 if decode_cpus is None else float(decode_cpus)
+        self.decode_cpus = None if decode_cpus is None else float(decode_cpus)
         self.chunk_frames = chunk_frames or DEFAULT_CHUNK_FRAMES
         self.object_store_bytes = object_store_bytes
         self._config: _Config | None = None
@@ -253,6 +321,24 @@ class RayEngine:
         workers = self.workers or (max(1, int(gpus // per)) if per > 0 else 1)
         return per, workers
 
+    def _decode_cpus(self, ray: Any, workers: int) -> float:
+        """CPUs per decode task: the option, else the share that runs one decode task per cluster CPU.
+
+        Measured on 2 CPUs with a tiny model (benchmarks/RESULTS.md): 1 CPU per task (one decoder beside the
+        actor) ran at 0.77x the local engine, 0.5 (two decoders) at 0.96x.
+        """
+        cpus = float(ray.cluster_resources().get("CPU", 0))
+        free = cpus - workers  # each encoder actor holds one CPU
+        if free <= 0:
+            raise InputError(f"the Ray cluster has {cpus:g} CPUs and its {workers} encoder actors take one "
+                             f"each, leaving none to decode with; use fewer --workers")
+        if self.decode_cpus is None:
+            return free / cpus
+        if self.decode_cpus > free:
+            raise InputError(f"--decode-cpus {self.decode_cpus:g} but only {free:g} of the Ray cluster's "
+                             f"{cpus:g} CPUs are left beside the {workers} encoder actors")
+        return self.decode_cpus
+
     def _ray(self) -> Any:
         """Ray, connected (or started) on first use and kept until `close`."""
         if self._session is None:
@@ -278,9 +364,12 @@ class RayEngine:
 
     def _encoder_config(self, ray: Any, settings: ExtractSettings) -> _Config:
         if self._config is None:
-            # One model load where an encoder actor would run (the driver needs only the config); the worker
-            # exits after it (max_calls=1), so it holds no GPU memory while the actors load.
             gpus, _ = self._resources(ray)
+            self._config = _checkpoint_config(settings, gpus)
+        if self._config is None:
+            # Without the checkpoint's files at hand (a callable, a Hub id not cached here): one model load
+            # where an encoder actor would run; the worker exits after it (max_calls=1), so it holds no GPU
+            # memory while the actors load.
             probe = ray.remote(max_calls=1)(_probe_config).options(num_cpus=1, num_gpus=gpus,
                                                                    max_retries=_PROBE_RETRIES)
             try:
@@ -315,10 +404,11 @@ class RayEngine:
         fps = check_fps(default_fps if settings.fps is None else settings.fps)
         spec = _DecodeSpec(settings, fps, size, self.chunk_frames)
         context = ray.data.DataContext.get_current()
-        saved = {"enable_progress_bars": context.enable_progress_bars,
-                 "print_on_execution_start": context.print_on_execution_start}
+        saved = {key: getattr(context, key) for key in ("enable_progress_bars", "print_on_execution_start",
+                                                        "raise_original_map_exception")}
         context.enable_progress_bars = False  # the driver shows one bar of videos instead
         context.print_on_execution_start = False
+        context.raise_original_map_exception = True  # an encoder's ModelError reaches the driver as itself
         items = [{"video": i, "path": os.fspath(job.video)} for i, job in enumerate(jobs)]
         dataset = ray.data.from_items(items, override_num_blocks=len(items))
         # Decode and encode stay separate operators: the decode task's memory request (its frame buffers)
@@ -326,7 +416,7 @@ class RayEngine:
         # decode one video at a time).
         decode_bytes = _DECODE_BASE_BYTES + 4 * self.chunk_frames * size[0] * size[1] * 3
         dataset = dataset.map_batches(_decode_video, fn_kwargs={"spec": spec}, batch_size=1,
-                                      num_cpus=self.decode_cpus, memory=decode_bytes)
+                                      num_cpus=self._decode_cpus(ray, workers), memory=decode_bytes)
         dataset = dataset.map_batches(_EncodeActor, fn_constructor_kwargs={"settings": settings},
                                       batch_size=settings.batch_size, num_cpus=1, num_gpus=gpus,
                                       compute=ray.data.ActorPoolStrategy(size=workers))
@@ -337,27 +427,28 @@ class RayEngine:
         bar = tqdm(total=len(jobs), unit="video", desc="extracting", file=sys.stderr, disable=not progress)
         started = time.perf_counter()
         try:
-            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-                decode_pids.update(int(p) for p in batch["decode_pid"])
-                encode_pids.update(int(p) for p in batch["encode_pid"])
-                for row in range(len(batch["video"])):
-                    index = int(batch["video"][row])
-                    if index in done:
-                        continue
-                    state = partial.setdefault(index, _Partial())
-                    slot = int(batch["slot"][row])
-                    if slot >= 0:
-                        state.slots[slot] = batch["features"][row]
-                        state.precision = str(batch["precision"][row]) or None
-                    else:
-                        state.info = json.loads(str(batch["info"][row]))
-                    result = self._complete(state, jobs[index], name, size, fps, settings)
-                    if result is None:
-                        continue
-                    record_result(jobs[index], result, summary, echo, time.perf_counter() - started)
-                    done.add(index)
-                    del partial[index]
-                    bar.update(1)
+            with _quiet_ray_errors():
+                for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                    decode_pids.update(int(p) for p in batch["decode_pid"])
+                    encode_pids.update(int(p) for p in batch["encode_pid"])
+                    for row in range(len(batch["video"])):
+                        index = int(batch["video"][row])
+                        if index in done:
+                            continue
+                        state = partial.setdefault(index, _Partial())
+                        slot = int(batch["slot"][row])
+                        if slot >= 0:
+                            state.slots[slot] = batch["features"][row]
+                            state.precision = str(batch["precision"][row]) or None
+                        else:
+                            state.info = json.loads(str(batch["info"][row]))
+                        result = self._complete(state, jobs[index], name, size, fps, settings)
+                        if result is None:
+                            continue
+                        record_result(jobs[index], result, summary, echo, time.perf_counter() - started)
+                        done.add(index)
+                        del partial[index]
+                        bar.update(1)
         except Exception as exc:
             raise _tfvtg_error(exc) from None
         finally:
