@@ -561,3 +561,18 @@ def test_feature_and_llm_caches_share_one_root(monkeypatch, tmp_path):
     monkeypatch.setenv("TFVTG_CACHE", str(tmp_path / "mine"))
     assert FeatureCache().dir == tmp_path / "mine" / "features"
     assert default_cache_dir() == tmp_path / "mine" / "llm"
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_count_non_finite_counts_nan_and_both_infinities_in_every_float_type(dtype):
+    from tfvtg.features import count_non_finite
+
+    info = np.finfo(dtype)
+    values = np.array([0.0, -0.0, 1.5, -2.0, info.max, -info.max, info.tiny, info.smallest_subnormal,
+                       np.nan, np.inf, -np.inf, -np.nan], dtype=dtype)
+    assert count_non_finite(values) == 4
+    strided = values.reshape(3, 4)[:, ::2]
+    assert count_non_finite(strided) == int((~np.isfinite(strided)).sum())
+    assert count_non_finite(values[:8]) == 0
+    every = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(np.float16)  # every float16 bit pattern
+    assert count_non_finite(every) == int((~np.isfinite(every)).sum()) == 2 * 1024

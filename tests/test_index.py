@@ -353,3 +353,26 @@ def test_add_videos_goes_through_extract_many(tmp_path: Path, tiny_blip2_dir: Pa
     again = Collection.open(tmp_path / "idx").add([videos / "mug.mp4"], model=str(tiny_blip2_dir),
                                                   device="cpu")
     assert again["unchanged"] == ["mug"]
+
+
+def test_read_ahead_pairs_each_video_with_its_own_features_in_order(tmp_path: Path, tiny_blip2_dir: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    folder = tmp_path / "feats"
+    folder.mkdir()
+    for i in range(9):  # more videos than READ_AHEAD: the window slides
+        planted_features(folder / f"v{i}.safetensors", str(tiny_blip2_dir), None, seed=i, frames=30 + i)
+    c = Collection.open(tmp_path / "idx")
+    c.add([folder])
+    (folder / "v5.safetensors").unlink()
+    names = [f"v{i}" for i in (8, 0, 5, 3, 7, 1, 6, 2, 4)]
+    with caplog.at_level(logging.WARNING, logger="tfvtg.index"):
+        read = list(c._read_ahead(names))
+    assert [name for name, _ in read] == names
+    for name, features in read:
+        if name == "v5":
+            assert features is None
+            continue
+        stored = VideoFeatures.load(folder / f"{name}.safetensors").features
+        assert features.features.dtype == np.float32
+        np.testing.assert_array_equal(features.features, stored.astype(np.float32))
+    assert "v5.safetensors of video 'v5' is gone" in caplog.text

@@ -39,6 +39,7 @@ __all__ = [
     "FeatureCache",
     "VideoFeatures",
     "check_finite",
+    "count_non_finite",
     "extract_features",
     "load_features",
     "prefetch",
@@ -289,12 +290,40 @@ def check_finite(features: VideoFeatures, path: str | os.PathLike) -> None:
     Raises:
         InputError: Naming the file, how many values are bad, and what to do.
     """
-    bad = features.features.size - int(np.count_nonzero(np.isfinite(features.features)))
+    bad = count_non_finite(features.features)
     if bad:
         raise InputError(f"feature file {path}: {bad} of its {features.features.size} values are not finite "
                          "(NaN or inf); extract it again")
     if not np.all(np.isfinite(features.timestamps)):
         raise InputError(f"feature file {path}: its frame timestamps are not all finite; extract it again")
+
+
+def count_non_finite(values: np.ndarray) -> int:
+    """How many of ``values`` are NaN or infinite.
+
+    IEEE floats of 16 and 32 bits are counted by their exponent bits (all ones: inf or NaN), an integer test
+    about 10x faster than ``np.isfinite`` on float16, which is how feature files store features.
+    """
+    exponent = {np.dtype(np.float16): (np.uint16, 0x7C00), np.dtype(np.float32): (np.uint32, 0x7F800000)}
+    found = exponent.get(values.dtype)
+    if found is None or not values.flags.c_contiguous:
+        return int(values.size - np.count_nonzero(np.isfinite(values)))
+    bits, mask = found[0], found[0](found[1])
+    flat = values.reshape(-1).view(bits)
+    # In blocks through two small buffers: temporaries the size of the array would cost more in fresh pages
+    # than the test itself.
+    block = min(len(flat), _FINITE_BLOCK)
+    masked, equal = np.empty(block, dtype=bits), np.empty(block, dtype=bool)
+    bad = 0
+    for start in range(0, len(flat), block):
+        part = flat[start : start + block]
+        n = len(part)
+        np.bitwise_and(part, mask, out=masked[:n])
+        bad += int(np.count_nonzero(np.equal(masked[:n], mask, out=equal[:n])))
+    return bad
+
+
+_FINITE_BLOCK = 1 << 16  # values per block of `count_non_finite`
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
