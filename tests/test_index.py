@@ -355,8 +355,8 @@ def test_add_videos_goes_through_extract_many(tmp_path: Path, tiny_blip2_dir: Pa
     assert again["unchanged"] == ["mug"]
 
 
-def test_read_ahead_pairs_each_video_with_its_own_features_in_order(tmp_path: Path, tiny_blip2_dir: Path,
-                                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_read_ahead_pairs_each_video_with_its_own_features_in_order(
+        tmp_path: Path, tiny_blip2_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     folder = tmp_path / "feats"
     folder.mkdir()
     for i in range(9):  # more videos than READ_AHEAD: the window slides
