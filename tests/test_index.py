@@ -124,6 +124,9 @@ def test_fast_path_top1_equals_exhaustive(tmp_path: Path, tiny_blip2_dir: Path, 
     slow = c.search(QUERY, top_k=3, grounder=grounder, exhaustive=True)
     assert fast[0] == slow[0] and fast[0].video == "v17"
     assert c.candidates(grounder.text_features([QUERY]), 1) == ["v17"]
+    for bad in (0, -1):
+        with pytest.raises(InputError, match="candidates"):
+            c.search(QUERY, grounder=grounder, candidates=bad)
 
 
 def test_ivfpq_store_retrains_as_it_grows(tmp_path: Path, tiny_blip2_dir: Path, tiny_encoder: Any,

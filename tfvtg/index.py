@@ -739,8 +739,10 @@ class Collection:
 
         query = check_query(query)
         self._reload(if_changed=True)
-        for value, what in ((top_k, "top_k"), (per_video, "per_video"), (candidates or 1, "candidates")):
-            check_count(value, what)
+        check_count(top_k, "top_k")
+        check_count(per_video, "per_video")
+        if candidates is not None:
+            check_count(candidates, "candidates")
         m = self._manifest
         if not m.videos:
             raise InputError(f"index {self.root} holds no video; add some with tfvtg index add")
@@ -762,7 +764,8 @@ class Collection:
         else:
             decomposition = grounder.decompose(query) if grounder.llm_configured else None
             texts = descriptions_for(query, decomposition)
-            names = self.candidates(grounder.text_features(texts), candidates or max(top_k, 10))
+            count = max(top_k, 10) if candidates is None else candidates
+            names = self.candidates(grounder.text_features(texts), count)
         timings["coarse_s"] = time.perf_counter() - start
         start = time.perf_counter()
         found: list[tuple[float, str, float, float, float, _Entry]] = []
