@@ -23,6 +23,7 @@ from tfvtg.console import (
     OutputSet,
     check_output_path,
     counted,
+    moments_table,
     option_group,
     run_group,
     save_partial,
@@ -133,19 +134,6 @@ def _make_grounder(options: dict[str, Any]) -> Any:
                           refine=options["refine"], refine_fps=options["refine_fps"],
                           refine_margin=options["refine_margin"],
                           timestamps_as_text=options["timestamps_as_text"], end=options["end"])
-
-
-def _prediction(details: Any, qid: Any, vid: str) -> dict[str, Any]:
-    """One QVHighlights-style prediction line, as ``tfvtg ground --json`` writes it, NumPro details in
-    meta."""
-    return {
-        "qid": qid,
-        "query": details.query,
-        "vid": vid,
-        "pred_relevant_windows": [m.to_list() for m in details.moments],
-        "duration": round(float(details.duration), 4),
-        "meta": details.meta(),
-    }
 
 
 # ----------------------------------------------------------------------------------------------- overlay
@@ -289,13 +277,6 @@ class _Mp4Writer(_FrameWriter):
 # ------------------------------------------------------------------------------------------------ ground
 
 
-def _moment_lines(details: Any) -> list[str]:
-    # The same table as `tfvtg ground` prints.
-    from tfvtg.cli import _moments_table
-
-    return _moments_table(details)
-
-
 @cli.command()
 @verbose_option
 @click.argument("video", type=click.Path(path_type=Path))
@@ -320,7 +301,7 @@ def ground(video: Path, query: str, as_json: bool, top_k: int, **options: Any) -
       numpro ground video.mp4 "a dog jumps" --mllm qwen2-vl:Qwen/Qwen2-VL-7B-Instruct --refine --json
     """
     from tfvtg.grounder import check_query, check_video_path
-    from tfvtg.video import probe_video
+    from tfvtg.video import probe_video, video_id
 
     check_query(query)
     check_video_path(video)
@@ -330,7 +311,7 @@ def ground(video: Path, query: str, as_json: bool, top_k: int, **options: Any) -
     details = grounder.ground_with_details(video, query, top_k=top_k)
     meta_seconds = round(time.perf_counter() - started, 3)
     if as_json:
-        line = _prediction(details, 0, video.stem)
+        line = details.to_prediction(qid=0, vid=video_id(video))
         line["meta"]["seconds"] = meta_seconds
         click.echo(json.dumps(line, ensure_ascii=False))
         return
@@ -347,7 +328,7 @@ def ground(video: Path, query: str, as_json: bool, top_k: int, **options: Any) -
     if not details.ok:
         click.echo(f"no span: {coarse.parsed.reason}")
         return
-    for line in _moment_lines(details):
+    for line in moments_table(details):
         click.echo(line)
 
 
@@ -434,7 +415,7 @@ def evaluate(dataset: str, annotations: Path, videos_dir: Path, out_path: Path |
                     query = kept[i]
                     details = grounder.ground_with_details(sampled, query.query, top_k=5)
                     failures += not details.ok
-                    predictions[i] = _prediction(details, prediction_qid(query.qid, dataset), vid)
+                    predictions[i] = details.to_prediction(qid=prediction_qid(query.qid, dataset), vid=vid)
                     bar.update(1)
     except (TfvtgError, KeyboardInterrupt):
         save_partial(out_path, [p for p in predictions if p], len(kept))

@@ -140,6 +140,18 @@ class GroundingDetails:
         """The answer the moments come from."""
         return (self.refined if self.used == "refined" and self.refined else self.coarse).answer
 
+    def to_prediction(self, qid: Any = None, vid: str | None = None, ndigits: int = 4) -> dict[str, Any]:
+        """One QVHighlights-style prediction line, as ``tfvtg ground --json`` writes it, the NumPro details in
+        ``meta``."""
+        return {
+            "qid": qid,
+            "query": self.query,
+            "vid": vid,
+            "pred_relevant_windows": [m.to_list(ndigits) for m in self.moments],
+            "duration": round(float(self.duration), ndigits),
+            "meta": self.meta(),
+        }
+
     def meta(self) -> dict[str, Any]:
         """JSON-ready details for the ``meta`` key of a prediction line."""
         meta: dict[str, Any] = {"method": "numpro", **self.settings, "used": self.used, "ok": self.ok,

@@ -192,6 +192,27 @@ def test_two_requests_for_one_video_encode_it_once(served):
     assert statuses == [False, True], "one request encodes, the other answers from memory"
 
 
+def test_an_upload_is_hashed_once_per_version(served, shared_videos, monkeypatch):
+    """Two uploads of one file share a key (their content); a second question does not read it again."""
+    import hashlib
+
+    app, _ = served
+    uploads = app.workdir / "upload-test"
+    uploads.mkdir(exist_ok=True)
+    first, second = uploads / "a.mp4", uploads / "b.mp4"
+    for copy in (first, second):
+        shutil.copy(shared_videos / "bikes.mp4", copy)
+    hashed = []
+    real_sha256 = hashlib.sha256
+    monkeypatch.setattr(hashlib, "sha256", lambda *a: hashed.append(1) or real_sha256(*a))
+    key = app._video_key(first)
+    assert key.startswith("sha256:") and app._video_key(second) == key and len(hashed) == 2
+    assert app._video_key(first) == key and len(hashed) == 2, "asked again: answered without reading"
+    with first.open("ab") as stream:  # a new version of the file is hashed again
+        stream.write(b"\0")
+    assert app._video_key(first) != key and len(hashed) == 3
+
+
 def test_encoding_lock_threads(served, shared_videos):
     """Many threads asking for one new video at once: one encoding, one features object."""
     app, _ = served

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from tests.fixtures.grounding import charades_records
-from tfvtg.cli import _clock, main
+from tfvtg.cli import main
+from tfvtg.console import clock
 from tfvtg.evaluate import evaluate
 from tfvtg.features import VideoFeatures
 from tfvtg.grounder import Grounder
@@ -131,10 +132,10 @@ def runs(
 
 
 def test_clock_format() -> None:
-    assert _clock(0.0) == "00:00.0"
-    assert _clock(83.26) == "01:23.3"
-    assert _clock(599.96) == "10:00.0"
-    assert _clock(3725.04) == "1:02:05.0"
+    assert clock(0.0) == "00:00.0"
+    assert clock(83.26) == "01:23.3"
+    assert clock(599.96) == "10:00.0"
+    assert clock(3725.04) == "1:02:05.0"
 
 
 def test_ground_table_and_plot(runs, tiny_blip2_dir, tiny_encoder, tiny_features) -> None:
@@ -152,7 +153,7 @@ def test_ground_table_and_plot(runs, tiny_blip2_dir, tiny_encoder, tiny_features
         rows = [line.split() for line in lines[3:] if line.strip() and not line.startswith("wrote ")]
         moments = expected_moments(tiny_blip2_dir, tiny_encoder, tiny_features["cup"], query)
         assert rows == [
-            [str(i), _clock(m.start), _clock(m.end), f"{m.start:.2f}", f"{m.end:.2f}", f"{m.score:.3f}"]
+            [str(i), clock(m.start), clock(m.end), f"{m.start:.2f}", f"{m.end:.2f}", f"{m.score:.3f}"]
             for i, m in enumerate(moments, start=1)
         ]
     for index in (1, 2):

@@ -410,16 +410,16 @@ def test_results_and_features_compare_and_print(grounder_and_video):
 
 
 def test_reference_table_explains_a_higher_score_below_rank_one(grounder_and_video):
-    from tfvtg.cli import _moments_table
+    from tfvtg.console import moments_table
     from tfvtg.moment import Moment
 
     grounder, features = grounder_and_video
     result = grounder.ground_details(features, "a hand lifts a cup", top_k=3)
-    assert not any("note:" in line for line in _moments_table(result))
+    assert not any("note:" in line for line in moments_table(result))
     result.moments = [Moment(0.0, 2.0, 1.0), Moment(3.0, 5.0, 1.53)]
-    assert not any("note:" in line for line in _moments_table(result))  # default profile: no such order
+    assert not any("note:" in line for line in moments_table(result))  # default profile: no such order
     result.meta["profile"] = "reference"
-    assert "(bug B2), so a lower rank can show a higher score" in _moments_table(result)[-1]
+    assert "(bug B2), so a lower rank can show a higher score" in moments_table(result)[-1]
 
 
 def test_in_memory_frames_as_a_video(grounder_and_video, tmp_path):

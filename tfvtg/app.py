@@ -184,7 +184,7 @@ class SpanSection:
 def spans_html(sections: Sequence[SpanSection]) -> str:
     """HTML of each section: title, note, a timeline of bars and a numbered list, both carrying
     ``data-start``/``data-end`` (seconds) for the page's click-to-play script."""
-    from tfvtg.cli import _clock
+    from tfvtg.console import clock
 
     parts = []
     for section in sections:
@@ -194,7 +194,7 @@ def spans_html(sections: Sequence[SpanSection]) -> str:
         bars, items = [], []
         for rank, m in enumerate(section.moments, start=1):
             span = f'data-start="{m.start:.3f}" data-end="{m.end:.3f}"'
-            label = f"#{rank} {_clock(m.start)} \u2013 {_clock(m.end)} \u00b7 score {m.score:.3f}"
+            label = f"#{rank} {clock(m.start)} \u2013 {clock(m.end)} \u00b7 score {m.score:.3f}"
             left = 100.0 * min(max(m.start / duration, 0.0), 1.0)
             width = 100.0 * min(max((m.end - m.start) / duration, 0.0), 1.0 - left / 100.0)
             strength = 1.0 if best == worst else (m.score - worst) / (best - worst)
@@ -303,6 +303,7 @@ class GroundingApp:
         self._video_locks = _VideoLocks()
         self._memo: OrderedDict[str, VideoFeatures] = OrderedDict()
         self._memo_lock = threading.Lock()
+        self._digests: dict[str, str] = {}  # an upload's content hash by its path, size and mtime
         self._previous_temp_dir: str | None = None
         self._count = 0
         self._count_lock = threading.Lock()
@@ -376,15 +377,23 @@ class GroundingApp:
 
     def _video_key(self, video: Path) -> str:
         """What identifies a video: its content for an upload (two tabs uploading one file get two paths),
-        its path, size and modification time for a video under ``videos``."""
-        if self._is_upload(video):
+        its path, size and modification time for a video under ``videos``. An upload is hashed once per
+        version: the later questions about it do not read it again."""
+        stat = video.stat()
+        version = f"{video.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+        if not self._is_upload(video):
+            return version
+        with self._memo_lock:
+            known = self._digests.get(version)
+        if known is None:
             digest = hashlib.sha256()
             with video.open("rb") as stream:
                 while chunk := stream.read(2**20):
                     digest.update(chunk)
-            return f"sha256:{digest.hexdigest()}"
-        stat = video.stat()
-        return f"{video.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+            known = f"sha256:{digest.hexdigest()}"
+            with self._memo_lock:
+                self._digests[version] = known
+        return known
 
     def features(self, video: Path) -> tuple[VideoFeatures, float | None]:
         """The video's features and the seconds this call spent making them (None: from the app's memory).
@@ -479,8 +488,7 @@ class GroundingApp:
     def _ground_outputs(self, report: GroundReport) -> tuple[str, str, list[tuple[str, str]], list[dict],
                                                                  str]:
         """Status line, spans HTML, curve figures, predictions and the JSON-lines download of a report."""
-        from tfvtg.cli import _describe_decomposition
-        from tfvtg.console import counted
+        from tfvtg.console import counted, describe_decomposition
         from tfvtg.datasets import write_jsonl
         from tfvtg.plot import plot_result, save_figure
         from tfvtg.video import video_id
@@ -499,7 +507,7 @@ class GroundingApp:
                       "Later queries on this video run on the text side alone.")
         sections, figures, predictions = [], [], []
         for index, result in enumerate(report.results):
-            note = "\n".join(_describe_decomposition(result))
+            note = "\n".join(describe_decomposition(result))
             sections.append(SpanSection(result.query, note, result.duration, result.moments))
             figure_path = self._result_path(".png")
             save_figure(plot_result(result), figure_path)
@@ -512,7 +520,6 @@ class GroundingApp:
     def _numpro_outputs(self, report: NumProReport) -> tuple[str, list[tuple[np.ndarray, str]], str, str,
                                                              dict]:
         """Status line, numbered-frame gallery, answer, spans HTML and prediction line of a NumPro report."""
-        from numpro.cli import _prediction
         from tfvtg.video import video_id
 
         gallery = [(frame, f"{i} \u00b7 {t:.1f} s") for i, (frame, t) in enumerate(zip(report.frames,
@@ -531,17 +538,18 @@ class GroundingApp:
             answer += f"\n\nNo usable span in the answer ({details.coarse.parsed.reason})."
         section = SpanSection(f"NumPro: {details.query}", f"answer: {details.answer}", details.duration,
                               details.moments)
-        return status, gallery, answer, spans_html([section]), _prediction(details, 0, video_id(report.video))
+        prediction = details.to_prediction(qid=0, vid=video_id(report.video))
+        return status, gallery, answer, spans_html([section]), prediction
 
     def _search_outputs(self, hits: list[SearchHit]) -> tuple[str, list[tuple[np.ndarray, str]], list[dict]]:
         """Status line, thumbnail gallery and JSON of search hits."""
-        from tfvtg.cli import _clock
+        from tfvtg.console import clock
 
         timings = ", ".join(f"{k} {v:.2f} s" for k, v in self.collection.last_timings.items())
         status = (f"{len(hits)} moments from {len(self.collection)} indexed videos ({timings}). Click one to "
                   "play it." if hits else "No moment found.")
         gallery = [(_thumbnail(hit.source, (hit.start + hit.end) / 2),
-                    f"#{hit.rank} {hit.video} {_clock(hit.start)} \u2013 {_clock(hit.end)} \u00b7 "
+                    f"#{hit.rank} {hit.video} {clock(hit.start)} \u2013 {clock(hit.end)} \u00b7 "
                     f"{hit.score:.3f}") for hit in hits]
         return status, gallery, [hit.to_dict() for hit in hits]
 

@@ -18,6 +18,8 @@ from tfvtg.console import (
     OutputSet,
     check_output_path,
     counted,
+    describe_decomposition,
+    moments_table,
     option_group,
     run_group,
     verbose_option,
@@ -35,7 +37,7 @@ from tfvtg.splits import DEFAULT_SEED, SPLITS
 from tfvtg.video import SAMPLING_MODES, video_id
 
 if TYPE_CHECKING:
-    from tfvtg.grounder import Grounder, GroundingResult
+    from tfvtg.grounder import Grounder
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -147,44 +149,6 @@ def _read_queries(query: str | None, queries: Sequence[str], queries_file: Path 
     return [check_query(text) for text in texts]
 
 
-def _clock(seconds: float) -> str:
-    """``mm:ss.s`` (``h:mm:ss.s`` from an hour on)."""
-    tenths = int(round(max(seconds, 0.0) * 10))
-    hours, rest = divmod(tenths, 36000)
-    minutes, rest = divmod(rest, 600)
-    text = f"{minutes:02d}:{rest // 10:02d}.{rest % 10}"
-    return f"{hours}:{text}" if hours else text
-
-
-def _describe_decomposition(result: GroundingResult) -> list[str]:
-    d = result.decomposition
-    if result.method == "vlm-only":
-        return ["decomposition: none, VLM-only (no LLM configured; pass --llm MODEL for the full method)"]
-    head = f"decomposition: {d.relation} ({d.source}{': ' + d.note if d.note else ''})"
-    lines = [head]
-    if d.paraphrases:
-        lines.append("  paraphrases: " + " | ".join(d.paraphrases))
-    for i, event in enumerate(d.sub_events, start=1):
-        lines.append(f"  sub-event {i}: " + " | ".join(event))
-    return lines
-
-
-def _moments_table(result: GroundingResult) -> list[str]:
-    rows = [("#", "start", "end", "start s", "end s", "score")]
-    rows += [(str(i), _clock(m.start), _clock(m.end), f"{m.start:.2f}", f"{m.end:.2f}", f"{m.score:.3f}")
-             for i, m in enumerate(result.moments, start=1)]
-    widths = [max(len(row[c]) for row in rows) for c in range(6)]
-    lines = ["  " + "  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
-    scores = [m.score for m in result.moments]
-    meta = getattr(result, "meta", None)  # numpro's details have a meta() method, and no profile
-    reference = isinstance(meta, dict) and meta.get("profile") == "reference"
-    if reference and any(s > scores[0] for s in scores[1:]):  # the official code's order, kept
-        lines.append("  note: ranked as the official code ranks (--profile reference): its confidences "
-                     "invert when the best window's score is negative (bug B2), so a lower rank can show a "
-                     "higher score")
-    return lines
-
-
 def _numbered(path: Path, index: int, count: int) -> Path:
     return path if count == 1 else path.with_name(f"{path.stem}-{index}{path.suffix}")
 
@@ -258,7 +222,7 @@ def ground(video: Path, query: str | None, queries: tuple[str, ...], queries_fil
         else:
             click.echo("")
             click.echo(f"query: {text}")
-            for line in _describe_decomposition(result) + _moments_table(result):
+            for line in describe_decomposition(result) + moments_table(result):
                 click.echo(line)
         if figure_path is not None:  # on stderr under --json, whose stdout is JSON lines only
             click.echo(f"wrote {figure_path}", err=as_json)

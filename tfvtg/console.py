@@ -17,12 +17,15 @@ import tempfile
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from tfvtg.errors import InputError, TfvtgError
 from tfvtg.video import MAX_FPS  # re-exported: the commands' --fps limit
+
+if TYPE_CHECKING:
+    from tfvtg.grounder import GroundingResult
 
 __all__ = [
     "MAX_FPS", "OutputSet", "check_output_path", "counted", "option_group", "run_group", "save_partial",
@@ -144,6 +147,46 @@ def check_output_path(
 def counted(n: int, noun: str, plural: str | None = None) -> str:
     """``"1 frame"``, ``"30 frames"``: a count with its noun in the right number (``plural`` when not +s)."""
     return f"{n} {noun if n == 1 else (plural or noun + 's')}"
+
+
+def clock(seconds: float) -> str:
+    """``mm:ss.s`` (``h:mm:ss.s`` from an hour on): a time as a person reads it off a player."""
+    tenths = int(round(max(seconds, 0.0) * 10))
+    hours, rest = divmod(tenths, 36000)
+    minutes, rest = divmod(rest, 600)
+    text = f"{minutes:02d}:{rest // 10:02d}.{rest % 10}"
+    return f"{hours}:{text}" if hours else text
+
+
+def describe_decomposition(result: GroundingResult) -> list[str]:
+    """The lines saying how a TFVTG result's query was decomposed (or that it was not: VLM-only)."""
+    d = result.decomposition
+    if result.method == "vlm-only":
+        return ["decomposition: none, VLM-only (no LLM configured; pass --llm MODEL for the full method)"]
+    lines = [f"decomposition: {d.relation} ({d.source}{': ' + d.note if d.note else ''})"]
+    if d.paraphrases:
+        lines.append("  paraphrases: " + " | ".join(d.paraphrases))
+    for i, event in enumerate(d.sub_events, start=1):
+        lines.append(f"  sub-event {i}: " + " | ".join(event))
+    return lines
+
+
+def moments_table(result: Any) -> list[str]:
+    """A TFVTG result's or NumPro details' moments as aligned table lines (rank, clock times, seconds,
+    score)."""
+    rows = [("#", "start", "end", "start s", "end s", "score")]
+    rows += [(str(i), clock(m.start), clock(m.end), f"{m.start:.2f}", f"{m.end:.2f}", f"{m.score:.3f}")
+             for i, m in enumerate(result.moments, start=1)]
+    widths = [max(len(row[c]) for row in rows) for c in range(6)]
+    lines = ["  " + "  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    scores = [m.score for m in result.moments]
+    meta = getattr(result, "meta", None)  # numpro's details have a meta() method, and no profile
+    reference = isinstance(meta, dict) and meta.get("profile") == "reference"
+    if reference and any(s > scores[0] for s in scores[1:]):  # the official code's order, kept
+        lines.append("  note: ranked as the official code ranks (--profile reference): its confidences "
+                     "invert when the best window's score is negative (bug B2), so a lower rank can show a "
+                     "higher score")
+    return lines
 
 
 class OutputSet:
