@@ -286,3 +286,16 @@ def test_resume_checks_the_precision_a_file_records(clips, tmp_path):
     unrecorded.save(out / "c.safetensors")
     assert list(run([clips / "c.mp4"], out, model=float32_encoder, fps=3.0, skip_existing=True).skipped) \
         == ["c"]
+
+
+def test_the_local_engine_knows_its_precision_without_loading_the_encoder():
+    """Resume checks a named checkpoint's precision before any load: it follows from device and dtype."""
+    from tfvtg.engines.base import ExtractSettings
+    from tfvtg.engines.local import LocalEngine
+
+    engine = LocalEngine()
+    missing = "/nonexistent/checkpoint"  # never opened: nothing is loaded
+    precision = engine.known_precision
+    assert precision(ExtractSettings(model=missing, device="cpu")) == "float32"
+    assert precision(ExtractSettings(model=missing, device="cpu", dtype="bfloat16")) == "bfloat16"
+    assert precision(ExtractSettings(model=MeanColorEncoder)) is None  # a callable: known after loading

@@ -102,11 +102,9 @@ def _resume(jobs: list[Job], settings: ExtractSettings, engine: Engine, summary:
         todo.append(job)
 
     known = expected_metadata(settings, None)
-    if engine.name == "local" and not callable(settings.model):
-        # The local engine's precision follows from the device and dtype alone (`tfvtg.device`).
-        from tfvtg.device import resolve_device, resolve_precision
-
-        known["precision"] = resolve_precision(settings.dtype, resolve_device(settings.device)).name
+    precision = engine.known_precision(settings)
+    if precision is not None:
+        known["precision"] = precision
     for job in jobs:
         if not job.target.exists():
             todo.append(job)

@@ -178,6 +178,10 @@ class Engine(Protocol):
         """The encoder's config (image size, default fps), for the resume check."""
         ...
 
+    def known_precision(self, settings: ExtractSettings) -> str | None:
+        """The precision its files will record, when known without loading the encoder (else None)."""
+        ...
+
     def run(self, jobs: list[Job], settings: ExtractSettings, summary: ExtractSummary, *,
             progress: bool, echo: Callable[[str], None]) -> None:
         """Extract ``jobs``; per video: write the file (`write_features`) or record why it failed."""

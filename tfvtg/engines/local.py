@@ -236,6 +236,14 @@ class LocalEngine:
     def encoder_config(self, settings: ExtractSettings) -> EncoderConfig:
         return self.encoder(settings).config
 
+    def known_precision(self, settings: ExtractSettings) -> str | None:
+        """It follows from the device and dtype alone (`tfvtg.device`), for a named checkpoint."""
+        if callable(settings.model):
+            return None
+        from tfvtg.device import precision_name, resolve_device
+
+        return precision_name(settings.dtype, resolve_device(settings.device).type)
+
     def __enter__(self) -> LocalEngine:
         return self
 

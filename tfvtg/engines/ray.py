@@ -378,6 +378,10 @@ class RayEngine:
                 raise _tfvtg_error(exc) from None
         return self._config
 
+    def known_precision(self, settings: ExtractSettings) -> str | None:
+        """None: it depends on the GPUs of the cluster's workers, known once connected (`encoder_config`)."""
+        return None
+
     def encoder_config(self, settings: ExtractSettings) -> EncoderConfig:
         from tfvtg.encoders.base import EncoderConfig
 
