@@ -8,7 +8,10 @@ moving content, then extracts features at 3 fps with:
 - local engine: `tfvtg.engines.extract_many(engine="local")`, the library's own multi-video path (the next
   videos decode while the current one encodes);
 - Ray engine: ``extract_many(engine=RayEngine(...))`` on a Ray started for the run (decode tasks, encoder
-  actors); its start-up (``ray.init``) is timed on its own and included in the end-to-end number.
+  actors); its start-up (``ray.init``) is timed on its own and included in the end-to-end number;
+- the same two engines as a user runs them: ``tfvtg extract --engine local`` and ``--engine ray`` as commands
+  (a new process each: Python's imports, torch's and transformers' included, count as the user waits for
+  them), with the tiny model only (the real architecture with random weights has no checkpoint to name).
 
 Frames/s are frames written over wall seconds, model load included for every method (the engines load the
 model inside the run). Peak memory is the peak summed RSS of this process and all its descendants (Ray's
@@ -22,7 +25,7 @@ random weights (same FLOPs) on every GPU: one actor per GPU for Ray (``--workers
 
 Usage: python benchmarks/bench_extract_scale.py [--videos 20] [--seconds 20] [--arch tiny|blip2-coco]
        [--batch-size 32] [--workers N] [--gpus-per-worker G] [--decode-cpus C] [--object-store-mib 1024]
-       [--no-ray] [--dir DIR]
+       [--no-ray] [--no-cli] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -106,6 +109,28 @@ def encoder_factory(arch: str, batch_size: int, tmp: Path) -> tuple[Any, Any]:
     return factory, factory
 
 
+def run_command(clips: list[Path], out: Path, model: str, engine: str,
+                args: argparse.Namespace) -> tuple[float, float]:
+    """(wall seconds, peak MiB above start) of one ``tfvtg extract`` command over the clips."""
+    import subprocess
+
+    command = [str(Path(sys.executable).with_name("tfvtg")), "extract", *map(str, clips), "--out", str(out),
+               "--model", model, "--fps", f"{SAMPLE_FPS:g}", "--batch-size", str(args.batch_size),
+               "--engine", engine]
+    if engine == "ray":
+        for flag, value in (("--workers", args.workers), ("--gpus-per-worker", args.gpus_per_worker),
+                            ("--decode-cpus", args.decode_cpus)):
+            if value is not None:
+                command += [flag, str(value)]
+    with TreeMemory() as memory:
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"{' '.join(command[:2])} --engine {engine} failed:\n{done.stderr[-2000:]}")
+    return seconds, memory.above_base_mib
+
+
 def compare(reference: Path, other: Path) -> str:
     import numpy as np
 
@@ -133,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decode-cpus", type=float, default=None, help="CPUs per Ray decode task")
     parser.add_argument("--object-store-mib", type=int, default=1024, help="object store of the Ray started")
     parser.add_argument("--no-ray", action="store_true", help="only the baseline and the local engine")
+    parser.add_argument("--no-cli", action="store_true", help="skip the `tfvtg extract` command rows")
     parser.add_argument("--dir", type=Path, default=None, help="where the clips are cached")
     args = parser.parse_args(argv)
 
@@ -192,6 +218,13 @@ def main(argv: list[str] | None = None) -> int:
             assert summary.ok, summary.failed
             rows.append(("Ray engine, own Ray (start-up included)", seconds, summary.frames,
                          memory.above_base_mib, f"{startup:.1f}", compare(out, work / "ray")))
+
+        if not args.no_cli and isinstance(model, str):
+            for engine_name in ("local",) if args.no_ray else ("local", "ray"):
+                target = work / f"cli-{engine_name}"
+                seconds, mib = run_command(clips, target, model, engine_name, args)
+                rows.append((f"`tfvtg extract --engine {engine_name}` (a new process)", seconds, frames, mib,
+                             "-", compare(out, target)))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
