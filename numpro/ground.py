@@ -36,7 +36,7 @@ from numpro.parse import (
     parse_time_answer,
 )
 from tfvtg.errors import InputError, VideoError, check_count
-from tfvtg.moment import Moment
+from tfvtg.moment import Moment, prediction_line
 
 __all__ = ["NumProGrounder", "GroundingDetails", "PassDetails", "HighlightResult", "SampledVideo",
            "VideoInput"]
@@ -143,14 +143,8 @@ class GroundingDetails:
     def to_prediction(self, qid: Any = None, vid: str | None = None, ndigits: int = 4) -> dict[str, Any]:
         """One QVHighlights-style prediction line, as ``tfvtg ground --json`` writes it, the NumPro details in
         ``meta``."""
-        return {
-            "qid": qid,
-            "query": self.query,
-            "vid": vid,
-            "pred_relevant_windows": [m.to_list(ndigits) for m in self.moments],
-            "duration": round(float(self.duration), ndigits),
-            "meta": self.meta(),
-        }
+        return prediction_line(self.query, self.moments, self.duration, qid=qid, vid=vid, ndigits=ndigits,
+                               meta=self.meta())
 
     def meta(self) -> dict[str, Any]:
         """JSON-ready details for the ``meta`` key of a prediction line."""

@@ -26,6 +26,7 @@ import numpy as np
 
 from tfvtg.encoders import DEFAULT_ENCODER
 from tfvtg.errors import InputError, one_line
+from tfvtg.moment import prediction_line
 
 if TYPE_CHECKING:
     from tfvtg.datasets import GroundingQuery
@@ -478,16 +479,9 @@ def evaluate(
                                                      decomposition=decomposition)
                 except InputError as exc:  # say which query of the file it was
                     raise InputError(f"query {query.qid} of video {vid}: {exc}") from exc
-                record = {
-                    "qid": prediction_qid(query.qid, dataset),
-                    "query": query.query,
-                    "vid": vid,
-                    "pred_relevant_windows": [m.to_list() for m in result.moments],
-                    "duration": query.duration + pad,
-                    "method": result.method,
-                    "localizer": grounder.method,
-                    **padding,
-                }
+                record = prediction_line(query.query, result.moments, query.duration + pad,
+                                         qid=prediction_qid(query.qid, dataset), vid=vid,
+                                         method=result.method, localizer=grounder.method, **padding)
                 if with_llm:
                     record["relationship"] = decomposition.relation
                 if dataset == "qvhighlights":

@@ -34,7 +34,7 @@ from tfvtg.decompose import Decomposition
 from tfvtg.encoders import DEFAULT_ENCODER
 from tfvtg.errors import InputError, VideoError, check_count
 from tfvtg.localize import PROFILES
-from tfvtg.moment import Moment
+from tfvtg.moment import Moment, prediction_line
 from tfvtg.video import check_fps
 
 if TYPE_CHECKING:
@@ -131,15 +131,8 @@ class GroundingResult:
 
     def to_prediction(self, qid: Any = None, vid: str | None = None, ndigits: int = 4) -> dict[str, Any]:
         """One QVHighlights-style prediction line (``pred_relevant_windows``) plus tfvtg's extra keys."""
-        return {
-            "qid": qid,
-            "query": self.query,
-            "vid": vid,
-            "pred_relevant_windows": [m.to_list(ndigits) for m in self.moments],
-            "duration": round(float(self.duration), ndigits),
-            "decomposition": self.decomposition.to_dict(),
-            "meta": self.meta,
-        }
+        return prediction_line(self.query, self.moments, self.duration, qid=qid, vid=vid, ndigits=ndigits,
+                               decomposition=self.decomposition.to_dict(), meta=self.meta)
 
 
 def _check_choice(value: str, choices: Sequence[str], what: str) -> str:

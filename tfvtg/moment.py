@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["Moment"]
+__all__ = ["Moment", "prediction_line"]
 
 
 @dataclass(frozen=True)
@@ -33,3 +35,19 @@ class Moment:
             round(float(self.end), ndigits),
             round(float(self.score), ndigits),
         ]
+
+
+def prediction_line(query: str, moments: Sequence[Moment], duration: float, *, qid: Any = None,
+                    vid: str | None = None, ndigits: int = 4, **extra: Any) -> dict[str, Any]:
+    """One QVHighlights-style prediction line (``pred_relevant_windows``), then ``extra``'s keys in order.
+
+    The one format of ``tfvtg ground --json``, ``numpro ground --json`` and both ``evaluate`` commands.
+    """
+    return {
+        "qid": qid,
+        "query": query,
+        "vid": vid,
+        "pred_relevant_windows": [m.to_list(ndigits) for m in moments],
+        "duration": round(float(duration), ndigits),
+        **extra,
+    }
