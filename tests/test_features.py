@@ -576,3 +576,7 @@ def test_count_non_finite_counts_nan_and_both_infinities_in_every_float_type(dty
     assert count_non_finite(values[:8]) == 0
     every = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(np.float16)  # every float16 bit pattern
     assert count_non_finite(every) == int((~np.isfinite(every)).sum()) == 2 * 1024
+    assert count_non_finite(np.zeros((0, 32, 256), dtype=dtype)) == 0  # a video with no frame
+    blocks = np.zeros(2 * (1 << 16) + 3, dtype=dtype)  # two whole blocks and a partial one
+    blocks[[0, (1 << 16) - 1, 1 << 16, -1]] = [np.nan, np.inf, -np.inf, np.nan]
+    assert count_non_finite(blocks) == 4

@@ -369,7 +369,7 @@ def test_read_ahead_pairs_each_video_with_its_own_features_in_order(
     (folder / "v5.safetensors").unlink()
     names = [f"v{i}" for i in (8, 0, 5, 3, 7, 1, 6, 2, 4)]
     with caplog.at_level(logging.WARNING, logger="tfvtg.index"):
-        read = list(c._read_ahead(names))
+        read = list(c._read_ahead([(name, c._manifest.videos[name]) for name in names]))
     assert [name for name, _ in read] == names
     for name, features in read:
         if name == "v5":
@@ -379,3 +379,58 @@ def test_read_ahead_pairs_each_video_with_its_own_features_in_order(
         assert features.features.dtype == np.float32
         np.testing.assert_array_equal(features.features, stored.astype(np.float32))
     assert "v5.safetensors of video 'v5' is gone" in caplog.text
+
+
+@pytest.fixture
+def eight_videos(tmp_path: Path, tiny_blip2_dir: Path) -> tuple[Collection, list[tuple[str, Any]]]:
+    folder = tmp_path / "feats"
+    folder.mkdir()
+    for i in range(8):
+        planted_features(folder / f"v{i}.safetensors", str(tiny_blip2_dir), None, seed=i)
+    c = Collection.open(tmp_path / "idx")
+    c.add([folder])
+    return c, [(name, c._manifest.videos[name]) for name in sorted(c._manifest.videos)]
+
+
+def test_read_ahead_past_its_byte_budget_reads_only_the_next_file(
+        eight_videos: tuple[Collection, list], monkeypatch: pytest.MonkeyPatch) -> None:
+    c, entries = eight_videos
+    started: list[str] = []
+    real_load = c._load_entry
+    monkeypatch.setattr(c, "_load_entry", lambda name, entry: started.append(name) or real_load(name, entry))
+    monkeypatch.setattr(index_module, "READ_AHEAD_BYTES", 1)  # every file is over it, as an hour-long one
+    reader = c._read_ahead(entries)
+    for got, (name, _) in enumerate(entries, start=1):
+        assert next(reader)[0] == name
+        assert len(started) <= got + 1, "one file read ahead of the one handed out, no more"
+    monkeypatch.setattr(index_module, "READ_AHEAD_BYTES", 1 << 30)
+    started.clear()
+    reader = c._read_ahead(entries)
+    assert next(reader)[0] == "v0"
+    assert 2 <= len(started) <= 1 + index_module.READ_AHEAD  # within the budget: several ahead
+    reader.close()
+
+
+def test_read_ahead_stopped_early_cancels_the_reads_not_started(
+        eight_videos: tuple[Collection, list], monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    c, entries = eight_videos
+    started: list[str] = []
+    release = threading.Event()
+    real_load = c._load_entry
+
+    def load(name: str, entry: Any) -> Any:
+        started.append(name)
+        if name != "v0":
+            release.wait(30)  # v1 and v2 hold both reader threads; v3 and v4 wait in the queue
+        return real_load(name, entry)
+
+    monkeypatch.setattr(c, "_load_entry", load)
+    reader = c._read_ahead(entries)
+    assert next(reader)[0] == "v0"
+    timer = threading.Timer(1.0, release.set)
+    timer.start()
+    reader.close()  # the consumer stops (an exception, Ctrl-C): v3 and v4 are never read
+    timer.join()
+    assert sorted(started) == ["v0", "v1", "v2"]

@@ -65,6 +65,7 @@ APP_EXTRA = 'pip install -e ".[app]"'
 PLAYER_ID = "tfvtg-player"
 DEFAULT_MAX_UPLOAD_MB = 1024.0
 _MEMO_VIDEOS = 4  # encoded videos the app answers from memory without asking the Grounder again
+_DIGESTS = 256  # uploads whose content hash the app remembers
 _NUMPRO_SIZE = (336, 336)  # NumPro's frame size (height, width)
 _MAX_LISTED_VIDEOS = 10_000
 
@@ -303,7 +304,7 @@ class GroundingApp:
         self._video_locks = _VideoLocks()
         self._memo: OrderedDict[str, VideoFeatures] = OrderedDict()
         self._memo_lock = threading.Lock()
-        self._digests: dict[str, str] = {}  # an upload's content hash by its path, size and mtime
+        self._digests: OrderedDict[str, str] = OrderedDict()  # an upload's content hash by its version
         self._previous_temp_dir: str | None = None
         self._count = 0
         self._count_lock = threading.Lock()
@@ -380,9 +381,9 @@ class GroundingApp:
         its path, size and modification time for a video under ``videos``. An upload is hashed once per
         version: the later questions about it do not read it again."""
         stat = video.stat()
-        version = f"{video.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
         if not self._is_upload(video):
-            return version
+            return f"{video.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+        version = f"{video.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ino}|{stat.st_ctime_ns}"
         with self._memo_lock:
             known = self._digests.get(version)
         if known is None:
@@ -393,6 +394,8 @@ class GroundingApp:
             known = f"sha256:{digest.hexdigest()}"
             with self._memo_lock:
                 self._digests[version] = known
+                while len(self._digests) > _DIGESTS:
+                    self._digests.popitem(last=False)
         return known
 
     def features(self, video: Path) -> tuple[VideoFeatures, float | None]:

@@ -28,8 +28,9 @@ if TYPE_CHECKING:
     from tfvtg.grounder import GroundingResult
 
 __all__ = [
-    "MAX_FPS", "OutputSet", "check_output_path", "counted", "option_group", "run_group", "save_partial",
-    "setup_logging", "verbose_option", "write_predictions", "writing",
+    "MAX_FPS", "OutputSet", "check_output_path", "clock", "counted", "describe_decomposition",
+    "moments_table", "option_group", "run_group", "save_partial", "setup_logging", "verbose_option",
+    "write_predictions", "writing",
 ]
 
 _LOG_FORMAT = "%(levelname)s: %(message)s"

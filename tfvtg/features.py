@@ -306,6 +306,8 @@ def count_non_finite(values: np.ndarray) -> int:
     """
     exponent = {np.dtype(np.float16): (np.uint16, 0x7C00), np.dtype(np.float32): (np.uint32, 0x7F800000)}
     found = exponent.get(values.dtype)
+    if values.size == 0:
+        return 0
     if found is None or not values.flags.c_contiguous:
         return int(values.size - np.count_nonzero(np.isfinite(values)))
     bits, mask = found[0], found[0](found[1])

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import itertools
 import json
 import logging
 import math
@@ -72,7 +71,8 @@ VIDEO_FRAMES = 3  # best frames a video's coarse score averages
 ADD_CHUNK = 1 << 18  # tokens added to the index per call
 CANDIDATE_FRAMES = 64  # distinct best frames the coarse stage reads per candidate video asked for
 READ_THREADS = 2  # threads reading the exact stage's feature files
-READ_AHEAD = 4  # files read ahead of the one being grounded (at most 4 x 12 MB of float32 for BLIP-2)
+READ_AHEAD = 4  # files read ahead of the one being grounded, at most (2 minutes of BLIP-2: 12 MB of float32)
+READ_AHEAD_BYTES = 64 << 20  # and at most this much float32 between them (but always the next file)
 
 
 def _faiss() -> Any:
@@ -641,30 +641,50 @@ class Collection:
         log.warning("skipping %s", message)
         return None
 
-    def _read_ahead(self, names: Sequence[str]) -> Iterator[tuple[str, VideoFeatures | None]]:
+    def _read_ahead(self, entries: Sequence[tuple[str, _Entry]]
+                    ) -> Iterator[tuple[str, VideoFeatures | None]]:
         """Each video's features (None: skipped, with its warning), in order, read by `READ_THREADS` threads
-        at most `READ_AHEAD` videos ahead and converted to float32 there, while the caller grounds.
+        and converted to float32 there while the caller grounds: at most `READ_AHEAD` files and
+        `READ_AHEAD_BYTES` of float32 ahead (always the next file, so an hour-long video is read beside one
+        more, not four). Stopping early cancels the reads not yet started.
 
         Reading a file, checking it and converting its float16 tokens release the GIL: on two cores the exact
         stage's own work overlaps the next files' (measured in benchmarks/RESULTS.md).
         """
-        def read(name: str) -> VideoFeatures | None:
-            features = self._load_entry(name, self._manifest.videos[name])
+        def read(name: str, entry: _Entry) -> VideoFeatures | None:
+            features = self._load_entry(name, entry)
             if features is not None:
-                features.features = features.features.astype(np.float32)
+                features.features = features.features.astype(np.float32, copy=False)
             return features
 
+        def cost(entry: _Entry) -> int:  # float32 bytes: a float16 file's tokens double in size
+            return 2 * entry.size
+
+        queue = iter(entries)
+        following = next(queue, None)
+        pending: deque[tuple[str, Future[VideoFeatures | None], int]] = deque()
+        ahead = 0
         with ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="tfvtg-read") as pool:
-            pending: deque[tuple[str, Future[VideoFeatures | None]]] = deque()
-            queue = iter(names)
-            for name in itertools.islice(queue, READ_AHEAD):
-                pending.append((name, pool.submit(read, name)))
-            while pending:
-                name, future = pending.popleft()
-                following = next(queue, None)
-                if following is not None:
-                    pending.append((following, pool.submit(read, following)))
-                yield name, future.result()
+
+            def fill() -> None:
+                nonlocal following, ahead
+                while following is not None and (not pending or (
+                        len(pending) < READ_AHEAD and ahead + cost(following[1]) <= READ_AHEAD_BYTES)):
+                    name, entry = following
+                    pending.append((name, pool.submit(read, name, entry), cost(entry)))
+                    ahead += cost(entry)
+                    following = next(queue, None)
+
+            try:
+                fill()
+                while pending:
+                    name, future, size = pending.popleft()
+                    ahead -= size
+                    fill()
+                    yield name, future.result()
+            finally:
+                for _, future, _ in pending:
+                    future.cancel()
 
     def candidates(self, text_features: np.ndarray, count: int) -> list[str]:
         """Coarse stage: the ids of up to ``count`` videos holding the frames most similar to any text.
@@ -769,7 +789,8 @@ class Collection:
         timings["coarse_s"] = time.perf_counter() - start
         start = time.perf_counter()
         found: list[tuple[float, str, float, float, float, _Entry]] = []
-        for name, features in self._read_ahead(names):
+        # The entries of the manifest the search started with (`candidates` may reload a newer one).
+        for name, features in self._read_ahead([(name, m.videos[name]) for name in names]):
             if features is None:
                 continue
             entry = m.videos[name]
