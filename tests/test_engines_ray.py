@@ -182,6 +182,24 @@ def test_cli_resume_on_ray_after_an_interrupted_run(ray_cluster, inputs, local_r
         assert_same_features(local_run / f"{vid}.safetensors", out / f"{vid}.safetensors")
 
 
+def test_ray_resume_with_fps_checks_the_precision_files_record(ray_cluster, inputs, local_run, tiny_blip2_dir,
+                                                              tmp_path, capsys):
+    """An explicit --dtype is known before Ray starts; without one, the workers' devices decide it."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "cup.safetensors").write_bytes((local_run / "cup.safetensors").read_bytes())  # float32, on CPU
+    resume = ["extract", str(inputs / "cup.mp4"), "--out", str(out), "--engine", "ray", "--skip-existing",
+              "--fps", "3", "--model", str(tiny_blip2_dir)]
+    assert main([*resume, "--dtype", "bf16"]) == 0
+    assert ("redo cup.mp4: existing cup.safetensors made with precision 'float32', not 'bfloat16'"
+            in capsys.readouterr().out)
+    assert VideoFeatures.load(out / "cup.safetensors").precision == "bfloat16"
+    assert main(resume) == 0  # auto: a CPU worker computes in float32
+    assert ("redo cup.mp4: existing cup.safetensors made with precision 'bfloat16', not 'float32'"
+            in capsys.readouterr().out)
+    assert_same_features(local_run / "cup.safetensors", out / "cup.safetensors")
+
+
 def test_engine_ray_without_ray_is_one_error_line(cup_video, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     assert main(["extract", str(cup_video), "--out", str(tmp_path), "--engine", "ray"]) == 1
@@ -236,6 +254,20 @@ def test_the_driver_reads_the_encoder_config_from_the_checkpoint_without_loading
         str(broken), tuple(loaded.image_size), "float32")
 
 
+@pytest.mark.parametrize("checkpoint", ["tiny_clip_dir", "tiny_siglip2_dir"])
+def test_the_checkpoint_config_is_the_loaded_encoders_for_every_family(checkpoint, request):
+    """CLIP's centre crop and SigLIP 2's sizes read from JSON as the loaded encoders report them."""
+    from tfvtg.encoders import create_encoder
+    from tfvtg.engines.base import ExtractSettings
+    from tfvtg.engines.ray import _checkpoint_config
+
+    path = str(request.getfixturevalue(checkpoint))
+    loaded = create_encoder(path, device="cpu").config
+    assert _checkpoint_config(ExtractSettings(model=path, device=" CPU "), gpus=0) == (
+        loaded.name, tuple(loaded.image_size), loaded.default_fps, loaded.num_query_tokens, loaded.embed_dim,
+        loaded.precision)
+
+
 def test_a_model_that_cannot_load_in_the_actors_is_one_error_line(
     ray_cluster, inputs, tiny_blip2_dir, tmp_path, capfd
 ):
@@ -253,6 +285,14 @@ def test_a_model_that_cannot_load_in_the_actors_is_one_error_line(
                       f"model.safetensors, or pytorch_model.bin, found in directory {broken}.); pass --model "
                       f"a directory written by save_pretrained"], err
     assert not list(out.glob("*.safetensors"))
+    # The run's changes to Ray Data's process-wide settings and logging are undone after a failure too.
+    import logging
+
+    from tfvtg.engines.ray import _QuietRayErrors
+
+    assert not ray.data.DataContext.get_current().raise_original_map_exception
+    handlers = [h for name in ("ray", "ray.data") for h in logging.getLogger(name).handlers]
+    assert not any(isinstance(f, _QuietRayErrors) for h in handlers for f in h.filters)
 
 
 def test_decode_tasks_fill_the_cluster_cpus_and_impossible_shares_are_refused(ray_cluster):

@@ -114,10 +114,11 @@ def _resume(jobs: list[Job], settings: ExtractSettings, engine: Engine, summary:
             candidates.append(job)
         else:
             stale(job, reason)
-    # The encoder's image size and precision (and its name when given as a callable, its default fps when no
-    # fps was given) are known once it is loaded: then the files that passed are checked against them too.
-    # With work to do the engine loads it anyway (the Ray engine: once, for its config).
-    unknown = settings.fps is None or "encoder" not in known
+    # The encoder's image size (and its name when given as a callable, its default fps when no fps was given,
+    # its precision when the engine cannot tell it before) are known once it is loaded: then the files that
+    # passed are checked against them too. With work to do the engine loads it anyway. (The Ray engine reads
+    # them from the checkpoint's JSON files when it can, without a load, but it starts Ray to learn its GPUs.)
+    unknown = settings.fps is None or "encoder" not in known or "precision" not in known
     if candidates and (unknown or todo):
         full = expected_metadata(settings, engine.encoder_config(settings))
         for job in list(candidates):

@@ -174,7 +174,7 @@ def _checkpoint_config(settings: ExtractSettings, gpus: float) -> _Config | None
         return None  # the probe reports it, as the actors would
     if size is None or queries is None or dim is None:
         return None
-    device = str(settings.device).split(":")[0]
+    device = (settings.device or "auto").strip().lower().split(":")[0]  # as `tfvtg.device.resolve_device`
     device = ("cuda" if gpus > 0 else "cpu") if device == "auto" else device
     return name, size, DEFAULT_FPS, queries, dim, precision_name(settings.dtype, device)
 
@@ -268,6 +268,7 @@ class RayEngine:
         self.chunk_frames = chunk_frames or DEFAULT_CHUNK_FRAMES
         self.object_store_bytes = object_store_bytes
         self._config: _Config | None = None
+        self._config_for: ExtractSettings | None = None  # the settings `_config` is for
         self._session: contextlib.ExitStack | None = None
         self._ray_module: Any = None
         self.last_pids: tuple[set[int], set[int]] = (set(), set())  # (decode, encode) processes of the run
@@ -328,10 +329,13 @@ class RayEngine:
         actor) ran at 0.77x the local engine, 0.5 (two decoders) at 0.96x.
         """
         cpus = float(ray.cluster_resources().get("CPU", 0))
+        if cpus == 0:  # an autoscaling cluster before its workers join: Ray schedules as they come
+            return self.decode_cpus or 1.0
         free = cpus - workers  # each encoder actor holds one CPU
         if free <= 0:
             raise InputError(f"the Ray cluster has {cpus:g} CPUs and its {workers} encoder actors take one "
-                             f"each, leaving none to decode with; use fewer --workers")
+                             f"each, leaving none to decode with; use fewer --workers or a cluster with more "
+                             f"CPUs")
         if self.decode_cpus is None:
             return free / cpus
         if self.decode_cpus > free:
@@ -363,9 +367,9 @@ class RayEngine:
         self.close()
 
     def _encoder_config(self, ray: Any, settings: ExtractSettings) -> _Config:
-        if self._config is None:
+        if self._config_for != settings:  # one engine may run several extractions with other settings
             gpus, _ = self._resources(ray)
-            self._config = _checkpoint_config(settings, gpus)
+            self._config, self._config_for = _checkpoint_config(settings, gpus), settings
         if self._config is None:
             # Without the checkpoint's files at hand (a callable, a Hub id not cached here): one model load
             # where an encoder actor would run; the worker exits after it (max_calls=1), so it holds no GPU
@@ -379,8 +383,13 @@ class RayEngine:
         return self._config
 
     def known_precision(self, settings: ExtractSettings) -> str | None:
-        """None: it depends on the GPUs of the cluster's workers, known once connected (`encoder_config`)."""
-        return None
+        """An explicit dtype's precision (the same on every device); None for ``auto``, which depends on the
+        GPUs of the cluster's workers (known once connected: `encoder_config`), and for a callable model."""
+        from tfvtg.device import precision_name
+
+        if callable(settings.model) or (settings.dtype or "auto").strip().lower() == "auto":
+            return None
+        return precision_name(settings.dtype, "cpu")
 
     def encoder_config(self, settings: ExtractSettings) -> EncoderConfig:
         from tfvtg.encoders.base import EncoderConfig
@@ -404,26 +413,13 @@ class RayEngine:
         from tfvtg.video import check_fps
 
         gpus, workers = self._resources(ray)
+        decode_cpus = self._decode_cpus(ray, workers)
         name, size, default_fps, _, _, _ = self._encoder_config(ray, settings)
         fps = check_fps(default_fps if settings.fps is None else settings.fps)
         spec = _DecodeSpec(settings, fps, size, self.chunk_frames)
         context = ray.data.DataContext.get_current()
         saved = {key: getattr(context, key) for key in ("enable_progress_bars", "print_on_execution_start",
                                                         "raise_original_map_exception")}
-        context.enable_progress_bars = False  # the driver shows one bar of videos instead
-        context.print_on_execution_start = False
-        context.raise_original_map_exception = True  # an encoder's ModelError reaches the driver as itself
-        items = [{"video": i, "path": os.fspath(job.video)} for i, job in enumerate(jobs)]
-        dataset = ray.data.from_items(items, override_num_blocks=len(items))
-        # Decode and encode stay separate operators: the decode task's memory request (its frame buffers)
-        # makes their resources differ, which keeps Ray from fusing decoding into the actor (which would then
-        # decode one video at a time).
-        decode_bytes = _DECODE_BASE_BYTES + 4 * self.chunk_frames * size[0] * size[1] * 3
-        dataset = dataset.map_batches(_decode_video, fn_kwargs={"spec": spec}, batch_size=1,
-                                      num_cpus=self._decode_cpus(ray, workers), memory=decode_bytes)
-        dataset = dataset.map_batches(_EncodeActor, fn_constructor_kwargs={"settings": settings},
-                                      batch_size=settings.batch_size, num_cpus=1, num_gpus=gpus,
-                                      compute=ray.data.ActorPoolStrategy(size=workers))
         partial: dict[int, _Partial] = {}
         done: set[int] = set()
         decode_pids: set[int] = set()
@@ -431,6 +427,20 @@ class RayEngine:
         bar = tqdm(total=len(jobs), unit="video", desc="extracting", file=sys.stderr, disable=not progress)
         started = time.perf_counter()
         try:
+            context.enable_progress_bars = False  # the driver shows one bar of videos instead
+            context.print_on_execution_start = False
+            context.raise_original_map_exception = True  # an encoder's ModelError reaches the driver as is
+            items = [{"video": i, "path": os.fspath(job.video)} for i, job in enumerate(jobs)]
+            dataset = ray.data.from_items(items, override_num_blocks=len(items))
+            # Decode and encode stay separate operators: the decode task's memory request (its frame
+            # buffers) makes their resources differ, which keeps Ray from fusing decoding into the actor
+            # (which would then decode one video at a time).
+            decode_bytes = _DECODE_BASE_BYTES + 4 * self.chunk_frames * size[0] * size[1] * 3
+            dataset = dataset.map_batches(_decode_video, fn_kwargs={"spec": spec}, batch_size=1,
+                                          num_cpus=decode_cpus, memory=decode_bytes)
+            dataset = dataset.map_batches(_EncodeActor, fn_constructor_kwargs={"settings": settings},
+                                          batch_size=settings.batch_size, num_cpus=1, num_gpus=gpus,
+                                          compute=ray.data.ActorPoolStrategy(size=workers))
             with _quiet_ray_errors():
                 for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
                     decode_pids.update(int(p) for p in batch["decode_pid"])
