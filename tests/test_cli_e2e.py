@@ -188,7 +188,7 @@ def test_extract_in_two_shards_then_evaluate(
     assert "bigbuckbunny.safetensors" in shard0.stdout and "cup.safetensors" in shard0.stdout
     assert "extracted 2, skipped 0, failed 0 of 2 videos (shard 0/2 of 3)" in shard0.stdout
     assert "bikes.safetensors" in shard1.stdout
-    assert "extracted 1, skipped 0, failed 0 of 1 videos (shard 1/2 of 3)" in shard1.stdout
+    assert "extracted 1, skipped 0, failed 0 of 1 video (shard 1/2 of 3)" in shard1.stdout
     out = runs["work"] / "features"
     assert sorted(p.name for p in out.iterdir()) == [
         "bigbuckbunny.safetensors",

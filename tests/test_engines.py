@@ -18,7 +18,7 @@ from tests.fixtures.videos import make_video
 from tfvtg.cli import main
 from tfvtg.engines import extract_many
 from tfvtg.engines.local import FrameDedup, assemble
-from tfvtg.errors import InputError
+from tfvtg.errors import InputError, ModelError
 from tfvtg.features import FeatureCache, VideoFeatures, extract_features
 from tfvtg.video import video_id
 
@@ -150,7 +150,13 @@ def test_non_finite_features_fail_that_video_only_and_are_never_written(clips, t
     report = json.loads(summary.report.read_text())
     assert summary.report == out / "extract_failures.json"
     assert report["failed"] == [{"id": "b", "video": str(clips / "b.mp4"), "reason": summary.failed["b"]}]
-    # A later run without failures removes the stale report.
+    # A run over other videos leaves b listed; one that stops (a model that cannot load) leaves the report.
+    assert run([clips / "a.mp4", clips / "c.mp4"], out, skip_existing=True).report == summary.report
+    assert json.loads(summary.report.read_text())["failed"] == report["failed"]
+    with pytest.raises(ModelError):
+        run([clips], out, model=str(tmp_path / "no-such-model"))
+    assert json.loads(summary.report.read_text())["failed"] == report["failed"]
+    # A later run that makes b removes the stale report.
     assert run([clips], out, skip_existing=True).report is None
     assert not (out / "extract_failures.json").exists()
 

@@ -200,6 +200,26 @@ def test_ray_resume_with_fps_checks_the_precision_files_record(ray_cluster, inpu
     assert_same_features(local_run / "cup.safetensors", out / "cup.safetensors")
 
 
+def test_an_address_where_nothing_answers_is_one_error_line_within_seconds(cup_video, tmp_path):
+    """`ray.init` would retry a dead address for minutes; the engine asks the port first."""
+    import subprocess
+
+    from tfvtg.engines.ray import _check_reachable
+    from tfvtg.errors import InputError
+
+    for address in ("127.0.0.1:1", "ray://127.0.0.1:1"):
+        with pytest.raises(InputError, match=rf"^cannot connect to the Ray cluster at {address}: nothing "
+                                             r"answers at 127.0.0.1:1 \(Connection refused\)$"):
+            _check_reachable(address)
+    _check_reachable("auto")  # Ray's to resolve
+    run = subprocess.run([sys.executable, "-m", "tfvtg.cli", "extract", str(cup_video), "--out",
+                          str(tmp_path / "out"), "--engine", "ray", "--address", "127.0.0.1:1"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert run.stderr == ("error: cannot connect to the Ray cluster at 127.0.0.1:1: nothing answers at "
+                          "127.0.0.1:1 (Connection refused)\n")
+
+
 def test_engine_ray_without_ray_is_one_error_line(cup_video, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     assert main(["extract", str(cup_video), "--out", str(tmp_path), "--engine", "ray"]) == 1

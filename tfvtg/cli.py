@@ -303,7 +303,8 @@ def _parse_shard(shard: str | None) -> tuple[int, int]:
               help="local: one encoder in this process; ray: Ray Data over all GPUs of a machine or cluster "
                    '(pip install -e ".[ray]").')
 @click.option("--address", default=None, metavar="ADDR",
-              help="Ray: an existing cluster (auto, ray://host:10001) [default: start a local Ray].")
+              help="Ray: an existing cluster (auto, or HEAD_IP:6379), from one of its nodes [default: "
+                   "start a local Ray].")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Ray: encoder actors [default: one per GPU, one on a CPU-only cluster].")
 @click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=None,

@@ -178,7 +178,7 @@ def extract_many(
         shard: (I, N): only part I of N of the videos sorted by id (N processes share the list).
         progress: Progress bars on stderr.
         echo: Called with one line per video written or skipped (the CLI prints them); None: logged at debug.
-        address: Ray only: an existing cluster (``"auto"``, ``"ray://host:10001"``); None starts a local Ray.
+        address: Ray only: an existing cluster (``"auto"``, ``"HEAD_IP:6379"``); None starts a local Ray.
         workers: Ray only: encoder actors (default one per GPU, or one on a CPU-only cluster).
         gpus_per_worker: Ray only: GPUs per encoder actor (default 1 when the cluster has GPUs, else 0).
         decode_cpus: Ray only: CPUs per decode task (default: one task per CPU of the cluster).
@@ -220,5 +220,7 @@ def extract_many(
             runner.run(todo, settings, summary, progress=progress, echo=say)
     finally:
         summary.seconds = time.perf_counter() - started
-        summary.report = write_failure_report(out, summary, runner.name, settings)
+    # Only a run that finished reports: one that stopped (a model that does not load, Ctrl-C) leaves an
+    # earlier report as it was.
+    summary.report = write_failure_report(out, summary, runner.name, settings)
     return summary

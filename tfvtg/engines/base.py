@@ -166,7 +166,7 @@ class ExtractSummary:
     def __str__(self) -> str:
         part = f" (shard {self.shard[0]}/{self.shard[1]} of {self.total})" if self.shard[1] > 1 else ""
         return (f"extracted {len(self.extracted)}, skipped {len(self.skipped)}, failed {len(self.failed)} of "
-                f"{self.videos} videos{part}")
+                f"{self.videos} video{'' if self.videos == 1 else 's'}{part}")
 
 
 class Engine(Protocol):
@@ -276,11 +276,18 @@ def failure_report_path(out_dir: Path, shard: tuple[int, int]) -> Path:
 
 def write_failure_report(out_dir: Path, summary: ExtractSummary, engine: str,
                          settings: ExtractSettings) -> Path | None:
-    """Write the failed videos and their reasons beside the outputs; remove a stale report if none failed."""
+    """Write the failed videos and their reasons beside the outputs, after a run that finished.
+
+    The videos an earlier report lists and this run did not take up stay listed (a run over some of the
+    videos says nothing of the others); the report is removed once it lists none.
+    """
     from tfvtg.atomic import write_atomic
 
     path = failure_report_path(out_dir, summary.shard)
-    if not summary.failed:
+    failed = [entry for entry in _earlier_failures(path) if entry["id"] not in summary.paths]
+    failed += [{"id": vid, "video": os.fspath(summary.paths[vid]), "reason": reason}
+               for vid, reason in summary.failed.items()]
+    if not failed:
         if path.exists():
             path.unlink()
         return None
@@ -289,8 +296,7 @@ def write_failure_report(out_dir: Path, summary: ExtractSummary, engine: str,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "settings": settings.describe(),
         "summary": str(summary),
-        "failed": [{"id": vid, "video": os.fspath(summary.paths[vid]), "reason": reason}
-                   for vid, reason in summary.failed.items()],
+        "failed": failed,
     }
     try:
         write_atomic(path, (json.dumps(body, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
@@ -300,14 +306,27 @@ def write_failure_report(out_dir: Path, summary: ExtractSummary, engine: str,
     return path
 
 
+def _earlier_failures(path: Path) -> list[dict[str, Any]]:
+    """The entries of an earlier failure report at ``path`` (none when it is missing or unreadable)."""
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8")).get("failed", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [e for e in entries if isinstance(e, dict) and isinstance(e.get("id"), str)] \
+        if isinstance(entries, list) else []
+
+
 def failure_reason(exc: BaseException) -> str:
     """One line for a video's failure: a `TfvtgError`'s message, else the exception's type and message."""
     return str(exc) if isinstance(exc, TfvtgError) else f"{type(exc).__name__}: {one_line(exc)}"
 
 
 def record_result(job: Job, result: VideoFeatures | BaseException, summary: ExtractSummary,
-                  echo: Callable[[str], None], seconds: float) -> None:
-    """Write one video's file, or record its failure (a decode error, or features that cannot be written)."""
+                  echo: Callable[[str], None], seconds: float | None) -> None:
+    """Write one video's file, or record its failure (a decode error, or features that cannot be written).
+
+    ``seconds``: what the video took, said in the line echoed (None where videos overlap, as on Ray).
+    """
     if not isinstance(result, BaseException):
         try:
             write_features(result, job.target)
@@ -319,4 +338,5 @@ def record_result(job: Job, result: VideoFeatures | BaseException, summary: Extr
         return
     summary.extracted.append(job.vid)
     summary.frames += len(result)
-    echo(f"wrote {job.target} ({len(result)} frames, {result.duration:.2f} s) in {seconds:.1f} s")
+    took = "" if seconds is None else f" in {seconds:.1f} s"
+    echo(f"wrote {job.target} ({len(result)} frames, {result.duration:.2f} s){took}")

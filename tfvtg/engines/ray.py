@@ -29,7 +29,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -179,6 +178,26 @@ def _checkpoint_config(settings: ExtractSettings, gpus: float) -> _Config | None
     return name, size, DEFAULT_FPS, queries, dim, precision_name(settings.dtype, device)
 
 
+_CONNECT_TIMEOUT_S = 5.0
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse a ``host:port`` or ``ray://host:port`` address where nothing answers: ``ray.init`` would retry
+    for minutes. Other forms (``auto``) are Ray's to resolve."""
+    import socket
+
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=_CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise InputError(f"cannot connect to the Ray cluster at {address}: nothing answers at {host}:{port} "
+                         f"({reason})") from None
+
+
 def _tfvtg_error(exc: BaseException) -> BaseException:
     """The `TfvtgError` a Ray error wraps (an encoder's `ModelError` raised in an actor), else ``exc``.
 
@@ -237,7 +256,7 @@ class RayEngine:
     """Extract on a Ray cluster with Ray Data (see the module docstring).
 
     Args:
-        address: An existing cluster (``"auto"``, ``"ray://host:10001"``); None connects to the Ray already
+        address: An existing cluster (``"auto"``, ``"HEAD_IP:6379"``); None connects to the Ray already
             initialised in this process, else starts a local one for the run.
         workers: Encoder actors (default: one per GPU of the cluster, or one without GPUs).
         gpus_per_worker: GPUs per actor (default 1 when the cluster has GPUs, else 0).
@@ -283,6 +302,7 @@ class RayEngine:
             yield ray
             return
         if self.address is not None:
+            _check_reachable(self.address)
             try:
                 ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
             except (ConnectionError, ValueError, RuntimeError) as exc:
@@ -333,14 +353,15 @@ class RayEngine:
             return self.decode_cpus or 1.0
         free = cpus - workers  # each encoder actor holds one CPU
         if free <= 0:
-            raise InputError(f"the Ray cluster has {cpus:g} CPUs and its {workers} encoder actors take one "
-                             f"each, leaving none to decode with; use fewer --workers or a cluster with more "
-                             f"CPUs")
+            actors = "its encoder actor takes" if workers == 1 else f"its {workers} encoder actors take"
+            raise InputError(f"the Ray cluster has {cpus:g} CPUs and {actors} one each, leaving none to "
+                             f"decode with; use fewer --workers or a cluster with more CPUs")
         if self.decode_cpus is None:
             return free / cpus
         if self.decode_cpus > free:
+            actors = "encoder actor" if workers == 1 else f"{workers} encoder actors"
             raise InputError(f"--decode-cpus {self.decode_cpus:g} but only {free:g} of the Ray cluster's "
-                             f"{cpus:g} CPUs are left beside the {workers} encoder actors")
+                             f"{cpus:g} CPUs are left beside its {actors}")
         return self.decode_cpus
 
     def _ray(self) -> Any:
@@ -425,7 +446,6 @@ class RayEngine:
         decode_pids: set[int] = set()
         encode_pids: set[int] = set()
         bar = tqdm(total=len(jobs), unit="video", desc="extracting", file=sys.stderr, disable=not progress)
-        started = time.perf_counter()
         try:
             context.enable_progress_bars = False  # the driver shows one bar of videos instead
             context.print_on_execution_start = False
@@ -459,7 +479,7 @@ class RayEngine:
                         result = self._complete(state, jobs[index], name, size, fps, settings)
                         if result is None:
                             continue
-                        record_result(jobs[index], result, summary, echo, time.perf_counter() - started)
+                        record_result(jobs[index], result, summary, echo, None)  # videos overlap here
                         done.add(index)
                         del partial[index]
                         bar.update(1)
