@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -180,7 +181,7 @@ def test_add_again_skips_unchanged_and_reindexes_changed(collection: Collection,
     copy = changed / "cup.safetensors"
     copy.write_bytes((tiny_features_dir / "cup.safetensors").read_bytes())
     report = collection.add([copy])
-    assert report == {"added": [], "updated": ["cup"], "unchanged": []}
+    assert report == {"added": [], "updated": ["cup"], "unchanged": [], "failed": {}}
     assert Collection.open(tmp_path / "idx").info()["videos"] == 3
 
 
@@ -220,8 +221,12 @@ def test_gone_or_changed_feature_file_is_skipped_with_a_warning(
         hits = c.search(QUERY, grounder=grounder, exhaustive=True)
     assert {h.video for h in hits} == {"bigbuckbunny"}
     text = caplog.text
-    assert "cup.safetensors of video 'cup' is gone" in text
-    assert "bikes.safetensors of video 'bikes' changed since it was indexed" in text
+    assert (f"skipped video 'cup': its feature file {folder / 'cup.safetensors'} is gone; remove it with "
+            f"`tfvtg index remove {tmp_path / 'idx'} cup`") in text
+    bikes = folder / "bikes.safetensors"
+    assert (f"skipped video 'bikes': its feature file {bikes} has changed since it was indexed; index it "
+            f"again with `tfvtg index add {tmp_path / 'idx'} {bikes}`") in text
+    assert sorted(c.info()["stale"]) == ["bikes", "cup"]
 
 
 def test_second_writer_gets_a_clear_error(collection: Collection, tmp_path: Path,
@@ -348,11 +353,13 @@ def test_add_videos_goes_through_extract_many(tmp_path: Path, tiny_blip2_dir: Pa
     (videos / "mug.mp4").symlink_to(cup_video)
     (videos / "broken.mp4").write_bytes(b"not a video at all")
     collection = Collection.open(tmp_path / "idx")
-    with caplog.at_level("WARNING", logger="tfvtg.index"):
+    with caplog.at_level("WARNING"):
         report = collection.add([videos], model=str(tiny_blip2_dir), device="cpu")
-    assert report["added"] == ["mug"]
+    assert report["added"] == ["mug"] and list(report["failed"]) == ["broken"]
+    assert report["failed"]["broken"].startswith("cannot open")
     assert (tmp_path / "idx" / "features" / "mug.safetensors").is_file()
-    assert any("broken" in r.getMessage() for r in caplog.records)
+    assert [r.getMessage() for r in caplog.records if "broken" in r.getMessage()] == [
+        f"broken.mp4: {report['failed']['broken']}"]  # named once
     again = Collection.open(tmp_path / "idx").add([videos / "mug.mp4"], model=str(tiny_blip2_dir),
                                                   device="cpu")
     assert again["unchanged"] == ["mug"]
@@ -378,7 +385,7 @@ def test_read_ahead_pairs_each_video_with_its_own_features_in_order(
         stored = VideoFeatures.load(folder / f"{name}.safetensors").features
         assert features.features.dtype == np.float32
         np.testing.assert_array_equal(features.features, stored.astype(np.float32))
-    assert "v5.safetensors of video 'v5' is gone" in caplog.text
+    assert "video 'v5': its feature file" in caplog.text and "v5.safetensors is gone" in caplog.text
 
 
 @pytest.fixture
@@ -434,3 +441,60 @@ def test_read_ahead_stopped_early_cancels_the_reads_not_started(
     reader.close()  # the consumer stops (an exception, Ctrl-C): v3 and v4 are never read
     timer.join()
     assert sorted(started) == ["v0", "v1", "v2"]
+
+
+def test_a_refused_model_leaves_the_index_and_its_files_as_they_were(
+        tmp_path: Path, tiny_blip2_dir: Path, cup_video: Path) -> None:
+    """Videos extracted with another model are refused before they replace the indexed video's file."""
+    idx = tmp_path / "idx"
+    c = Collection.open(idx)
+    c.add([cup_video], model=str(tiny_blip2_dir), device="cpu")
+    indexed = (idx / "features" / "cup.safetensors").read_bytes()
+    other = tmp_path / "other_model"  # the same weights elsewhere: another encoder name, refused by name
+    shutil.copytree(tiny_blip2_dir, other)
+    with pytest.raises(InputError, match=rf"video 'cup' extracted with model '{other}' holds features of "
+                                         rf"encoder '{other}'"):
+        c.add([cup_video], model=str(other), device="cpu")
+    assert (idx / "features" / "cup.safetensors").read_bytes() == indexed
+    assert not (idx / ".staging").exists()
+    assert c.videos == ["cup"] and c.info()["stale"] == []
+    assert c.add([cup_video], device="cpu")["unchanged"] == ["cup"]
+
+
+def test_cli_add_names_what_it_leaves_out_and_exits_1(
+        tmp_path: Path, tiny_features_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    folder = tmp_path / "feats"
+    shutil.copytree(tiny_features_dir, folder)
+    (folder / "damaged.safetensors").write_bytes(b"\x00" * 64)
+    idx = tmp_path / "idx"
+    assert main(["index", "add", str(idx), str(folder)]) == 1
+    captured = capsys.readouterr()
+    assert "added 3, updated 0, unchanged 0, not indexed 1; 3 videos" in captured.out
+    assert captured.err.count("damaged.safetensors") == 1
+    assert captured.err.strip().splitlines()[-1] == "error: not indexed: damaged (reasons above)"
+    assert Collection.open(idx).videos == ["bigbuckbunny", "bikes", "cup"]
+    # Extraction options with feature files only: said, not silently ignored.
+    assert main(["index", "add", str(idx), str(folder / "cup.safetensors"), "--fps", "2"]) == 0
+    assert "the extraction options (model, fps, dedup) apply to videos" in capsys.readouterr().err
+
+
+def test_cli_search_of_an_emptied_or_stale_index(tmp_path: Path, tiny_features_dir: Path,
+                                                capsys: pytest.CaptureFixture) -> None:
+    folder = tmp_path / "feats"
+    shutil.copytree(tiny_features_dir, folder)
+    idx = tmp_path / "idx"
+    assert main(["index", "add", str(idx), str(folder)]) == 0
+    for path in folder.glob("*.safetensors"):
+        path.unlink()
+    capsys.readouterr()
+    assert main(["index", "info", str(idx)]) == 0
+    assert "stale:    bigbuckbunny, bikes, cup (feature file gone" in capsys.readouterr().out
+    assert main(["search", str(idx), QUERY, "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "no moment found\n"
+    assert captured.err.count("is gone; remove it with `tfvtg index remove") == 3
+    assert main(["index", "remove", str(idx), "bigbuckbunny", "bikes", "cup"]) == 0
+    capsys.readouterr()
+    assert main(["search", str(idx), QUERY]) == 1
+    assert capsys.readouterr().err == (f"error: index {idx} holds no video; add some with tfvtg index add\n")
+

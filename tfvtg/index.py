@@ -56,6 +56,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 FEATURES_DIR = "features"  # feature files the index extracted itself from videos given to `add`
+STAGING_DIR = ".staging"  # where `add` extracts videos, until their files are known to fit the index
 
 FRAME_BITS = 20  # a token's id is video_number << FRAME_BITS | frame
 FLAT_LIMIT = 200_000  # tokens up to which the index keeps exact vectors
@@ -189,7 +190,8 @@ class _Manifest:
 def _ours(name: str) -> bool:
     """Whether a file name in an index folder is one the index writes (an interrupted first `add` leaves
     some of them, and no manifest, behind)."""
-    return name in (LOCK, FEATURES_DIR) or name.startswith(("tokens-", ".tokens-", f".{MANIFEST}."))
+    return name in (LOCK, FEATURES_DIR, STAGING_DIR) or name.startswith(("tokens-", ".tokens-",
+                                                                          f".{MANIFEST}."))
 
 
 def _file_identity(path: str | os.PathLike[str]) -> tuple[int, int]:
@@ -278,7 +280,8 @@ class Collection:
             collection._reload()
             return collection
         if root.is_dir() and not all(_ours(p.name) for p in root.iterdir()):
-            raise InputError(f"{root} is not a tfvtg index (no {MANIFEST}); give a new or empty folder")
+            advice = "; give a new or empty folder" if create else ""
+            raise InputError(f"{root} is not a tfvtg index (no {MANIFEST}){advice}")
         if not create:
             raise InputError(f"no index at {root}; create one with: tfvtg index add {root} FEATURES...")
         return cls(root, _Manifest())
@@ -315,15 +318,24 @@ class Collection:
         return sorted(self._manifest.videos)
 
     def info(self) -> dict[str, Any]:
-        """Videos, frames, tokens, encoder, index kind and bytes on disk (index; feature files apart)."""
+        """Videos, frames, tokens, encoder, index kind, bytes on disk (index; feature files apart), and the
+        ``stale`` videos: those whose feature file is gone or has changed since it was indexed (a search skips
+        them)."""
         self._reload(if_changed=True)
         m = self._manifest
         files = [self.root / name for name in (MANIFEST, m.index_file) if name]
         index_bytes = sum(p.stat().st_size for p in files if p.exists())
         feature_bytes = 0
-        for entry in m.videos.values():
-            with contextlib.suppress(OSError):
-                feature_bytes += os.stat(entry.features).st_size
+        stale: list[str] = []
+        for name, entry in m.videos.items():
+            try:
+                identity = _file_identity(entry.features)
+            except OSError:
+                stale.append(name)
+                continue
+            feature_bytes += identity[0]
+            if identity != (entry.size, entry.mtime_ns):
+                stale.append(name)
         return {
             "path": str(self.root),
             "videos": len(m.videos),
@@ -334,6 +346,7 @@ class Collection:
             "index": m.kind,
             "index_bytes": index_bytes,
             "feature_bytes": feature_bytes,
+            "stale": stale,
         }
 
     # ------------------------------------------------------------------------------------------- changing
@@ -359,24 +372,43 @@ class Collection:
         file already indexed and unchanged is skipped, a changed one (or another file of the same id) is
         indexed again.
 
+        A video that cannot be extracted, or a feature file that cannot be read, is left out and named in
+        ``failed``; the others are indexed. ``model``, ``fps`` and the other extraction options apply to
+        videos only (feature files are indexed as they were made).
+
         Returns:
-            ``{"added": [...], "updated": [...], "unchanged": [...]}`` video ids.
+            ``{"added": [...], "updated": [...], "unchanged": [...]}`` video ids, and ``"failed"``: ``{id:
+            reason}`` of the inputs left out.
 
         Raises:
             InputError: a file that is not a feature file or video, features of another encoder or image size
-                than the index's, two inputs of the same id, or another process changing the index.
+                than the index's (nothing is changed, not even the index's own feature files), two inputs of
+                the same id, or another process changing the index.
         """
         self.root.mkdir(parents=True, exist_ok=True)
         with _Lock(self.root):
-            if (self.root / MANIFEST).is_file():
+            fresh = not (self.root / MANIFEST).is_file()
+            self._manifest = _Manifest() if fresh else self._manifest
+            if not fresh:
                 self._reload()
-            else:
+            try:
+                files, videos = self._expand(paths)
+                if not videos and (model is not None or fps is not None or dedup_threshold is not None):
+                    log.warning("the extraction options (model, fps, dedup) apply to videos; the feature "
+                                "files given are indexed as they were made")
+                failed: dict[str, str] = {}
+                extracted = self._extract(videos, failed, model=model, device=device, dtype=dtype,
+                                          batch_size=batch_size, fps=fps, dedup_threshold=dedup_threshold,
+                                          engine=engine, progress=progress) if videos else []
+                report = self._add_files(files + extracted, failed, owned={str(p) for p in extracted},
+                                         progress=progress)
+            except BaseException:
+                # The manifest in memory may hold half of the change: back to what is on disk.
                 self._manifest = _Manifest()
-            files, videos = self._expand(paths)
-            extracted = self._extract(videos, model=model, device=device, dtype=dtype, batch_size=batch_size,
-                                      fps=fps, dedup_threshold=dedup_threshold, engine=engine,
-                                      progress=progress) if videos else []
-            return self._add_files(files + extracted, owned={str(p) for p in extracted}, progress=progress)
+                if not fresh:
+                    self._reload()
+                raise
+            return {**report, "failed": failed}
 
     def remove(self, videos: Iterable[str]) -> list[str]:
         """Remove videos by id (deleting the feature files the index extracted itself); returns the ids.
@@ -436,25 +468,54 @@ class Collection:
         # absolute, not resolved: a link is indexed under its own name (one id rule: the name the user gave)
         return [p.absolute() for p in files], [p.absolute() for p in videos]
 
-    def _extract(self, videos: list[Path], *, model: str | None, device: str, dtype: str | None,
-                 batch_size: int, fps: float | None, dedup_threshold: float | None, engine: str,
-                 progress: bool) -> list[Path]:
-        """Extract ``videos`` into ``features/`` with the index's encoder (or ``model``); files to index."""
+    def _extract(self, videos: list[Path], failed: dict[str, str], *, model: str | None, device: str,
+                 dtype: str | None, batch_size: int, fps: float | None, dedup_threshold: float | None,
+                 engine: str, progress: bool) -> list[Path]:
+        """Extract ``videos`` with the index's encoder (or ``model``) into ``features/``; the files to index.
+
+        Extraction writes into a staging folder (resuming from the files ``features/`` holds, linked there),
+        and its files replace those of ``features/`` only once they are known to fit the index: a refused
+        model never overwrites an indexed video's file. Videos that fail go into ``failed``.
+        """
+        import shutil
+
         from tfvtg.encoders import DEFAULT_ENCODER
         from tfvtg.engines import extract_many
+        from tfvtg.features import read_metadata
         from tfvtg.grounder import check_feature_model
+        from tfvtg.video import video_id
 
         m = self._manifest
         name = model or m.encoder or DEFAULT_ENCODER
         if m.encoder is not None and model is not None:
             check_feature_model(m.encoder, None, model, None)  # another Hub model: refused before any work
         out = self.root / FEATURES_DIR
-        summary = extract_many(videos, out, engine=engine, model=name, device=device, dtype=dtype,
-                               batch_size=batch_size, fps=fps, dedup_threshold=dedup_threshold,
-                               skip_existing=True, progress=progress)
-        for vid, reason in summary.failed.items():
-            log.warning("not indexed: %s: %s", vid, reason)
-        return [(out / f"{vid}.safetensors").absolute() for vid in summary.paths if vid not in summary.failed]
+        staging = self.root / STAGING_DIR
+        shutil.rmtree(staging, ignore_errors=True)  # an interrupted add's
+        staging.mkdir()
+        try:
+            for video in videos:
+                kept = out / f"{video_id(video)}.safetensors"
+                if kept.is_file():
+                    try:
+                        os.link(kept, staging / kept.name)
+                    except OSError:  # a file system without hard links
+                        shutil.copy2(kept, staging / kept.name)
+            summary = extract_many(videos, staging, engine=engine, model=name, device=device, dtype=dtype,
+                                   batch_size=batch_size, fps=fps, dedup_threshold=dedup_threshold,
+                                   skip_existing=True, progress=progress)
+            failed.update(summary.failed)
+            made = [staging / f"{vid}.safetensors" for vid in summary.paths if vid not in summary.failed]
+            for path in made:
+                meta = read_metadata(path)
+                self._check_model(meta["encoder"], meta["image_size"],
+                                  what=f"video {video_id(path)!r} extracted with model {name!r}")
+            out.mkdir(exist_ok=True)
+            for path in made:
+                os.replace(path, out / path.name)  # a linked, unchanged file: the same file, left as it is
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return [(out / path.name).absolute() for path in made]
 
     def _check_model(self, encoder: str, image_size: list[int], what: str) -> None:
         m = self._manifest
@@ -464,7 +525,8 @@ class Collection:
                 f"{self.root} holds {m.encoder!r} at {tuple(m.image_size or ())}: extract it with that "
                 "encoder or use another index")
 
-    def _add_files(self, files: list[Path], owned: set[str], progress: bool) -> dict[str, list[str]]:
+    def _add_files(self, files: list[Path], failed: dict[str, str], owned: set[str],
+                   progress: bool) -> dict[str, list[str]]:
         from tfvtg.features import read_metadata
         from tfvtg.video import video_id
 
@@ -475,7 +537,12 @@ class Collection:
             name = video_id(path)
             if name in chosen:
                 raise InputError(f"{chosen[name][0]} and {path} are both video {name!r}; rename one")
-            meta = read_metadata(path)
+            try:
+                meta = read_metadata(path)
+            except InputError as exc:  # a damaged file: the others are indexed
+                failed[name] = str(exc)
+                log.error("not indexed: %s", exc)
+                continue
             if m.encoder is None:
                 m.encoder, m.image_size = meta["encoder"], list(meta["image_size"])
                 m.tokens_per_frame, m.dim = meta["shape"][1], meta["shape"][2]
@@ -628,17 +695,18 @@ class Collection:
         except OSError:
             problem = "is gone"
         else:
-            problem = None if same else "changed since it was indexed"
+            problem = None if same else "has changed since it was indexed"
         if problem is None:
             try:
                 return VideoFeatures.load(entry.features)
             except InputError as exc:
                 problem = f"is unreadable ({exc})"
-        message = (f"feature file {entry.features} of video {name!r} {problem}; re-index it with "
-                   f"`tfvtg index add {self.root} {entry.features}` or remove it")
+        remedy = (f"remove it with `tfvtg index remove {self.root} {name}`" if problem == "is gone" else
+                  f"index it again with `tfvtg index add {self.root} {entry.features}` or remove it")
+        message = f"video {name!r}: its feature file {entry.features} {problem}; {remedy}"
         if strict:
             raise InputError(message)
-        log.warning("skipping %s", message)
+        log.warning("skipped %s", message)
         return None
 
     def _read_ahead(self, entries: Sequence[tuple[str, _Entry]]
@@ -750,8 +818,9 @@ class Collection:
                 ``profile``, ``preset``, ``llm``, ...).
 
         Raises:
-            InputError: empty query, bad counts, an empty collection, bad Grounder options, or a model other
-                than the index's encoder.
+            InputError: empty query, bad counts, an empty collection, bad Grounder options, or another Hub
+                model or image size than the index's encoder's (a local checkpoint directory other than the
+                index's may hold the same weights: a warning, as `tfvtg.grounder.check_feature_model` decides).
         """
         from tfvtg.encoders import resolve_name
         from tfvtg.grounder import Grounder, check_feature_model, check_query

@@ -9,8 +9,9 @@ from typing import Any
 
 import click
 
-from tfvtg.console import verbose_option
+from tfvtg.console import counted, verbose_option
 from tfvtg.engines import ENGINES
+from tfvtg.errors import InputError
 
 __all__ = ["add_search_commands"]
 
@@ -53,10 +54,14 @@ def add_search_commands(group: click.Group, method_options: Callable, encoder_op
     def index_add(index_path: Path, paths: tuple[Path, ...], engine: str, **options: Any) -> None:
         """Create or grow INDEX from feature files (tfvtg extract), folders of them, or videos.
 
-        A video id is its file name without suffix. Videos are extracted first, with --model (default: the
-        index's encoder), into INDEX/features/. An indexed file that has not changed is skipped; a changed one
-        is indexed again. One process changes an index at a time; another one gets an error.
+        A video id is its file name without suffix. Videos are extracted first, with --model (the index's
+        encoder when not given; blip2-coco for a new index) and the other extraction options, into
+        INDEX/features/; feature files are indexed as they were made. An indexed file that has not changed is
+        skipped; a changed one is indexed again. A video that cannot be extracted or a damaged feature file is
+        named and left out, the others are indexed, and the exit status is then 1. One process changes an
+        index at a time; another one gets an error.
         """
+        from tfvtg.errors import VideoError
         from tfvtg.index import Collection
 
         source = click.get_current_context().get_parameter_source("model")
@@ -64,7 +69,10 @@ def add_search_commands(group: click.Group, method_options: Callable, encoder_op
         collection = Collection.open(index_path)
         report = collection.add(paths, model=model, engine=engine, progress=True, **_extract_args(options))
         click.echo(f"{index_path}: added {len(report['added'])}, updated {len(report['updated'])}, "
-                   f"unchanged {len(report['unchanged'])}; {len(collection)} videos")
+                   f"unchanged {len(report['unchanged'])}, not indexed {len(report['failed'])}; "
+                   f"{counted(len(collection), 'video')}")
+        if report["failed"]:
+            raise VideoError(f"not indexed: {', '.join(report['failed'])} (reasons above)")
 
     @index.command("info")
     @verbose_option
@@ -78,13 +86,18 @@ def add_search_commands(group: click.Group, method_options: Callable, encoder_op
         if as_json:
             click.echo(json.dumps(info))
             return
-        size = info["image_size"] and "x".join(map(str, info["image_size"]))
         click.echo(f"index:    {info['path']}")
         click.echo(f"videos:   {info['videos']}")
         click.echo(f"frames:   {info['frames']} ({info['tokens']} tokens)")
-        click.echo(f"encoder:  {info['encoder']} ({size})")
+        if info["encoder"] is None:
+            click.echo("encoder:  none yet (the first index add sets it)")
+        else:
+            click.echo(f"encoder:  {info['encoder']} ({'x'.join(map(str, info['image_size']))})")
         click.echo(f"store:    {info['index']}, {_size(info['index_bytes'])} on disk "
                    f"(feature files {_size(info['feature_bytes'])})")
+        if info["stale"]:
+            click.echo(f"stale:    {', '.join(info['stale'])} (feature file gone or changed since indexed: "
+                       "a search skips them)")
 
     @index.command("remove")
     @verbose_option
@@ -133,6 +146,8 @@ def add_search_commands(group: click.Group, method_options: Callable, encoder_op
 
         check_query(query)
         collection = Collection.open(index_path, create=False)
+        if not len(collection):
+            raise InputError(f"index {index_path} holds no video; add some with tfvtg index add")
         model = options["model"] or collection.info()["encoder"]
         grounder = make_grounder({**options, "model": model, "fps": None, "batch_size": 32,
                                   "dedup_threshold": None})
@@ -145,6 +160,7 @@ def add_search_commands(group: click.Group, method_options: Callable, encoder_op
             return
         if not hits:
             click.echo("no moment found")
+            return
         for line in _hits_table(hits):
             click.echo(line)
 
