@@ -220,6 +220,38 @@ def test_an_address_where_nothing_answers_is_one_error_line_within_seconds(cup_v
                           "127.0.0.1:1 (Connection refused)\n")
 
 
+def test_the_command_on_its_own_ray_prints_tfvtgs_lines_not_rays(cup_video, tiny_blip2_dir, tmp_path):
+    import subprocess
+
+    run = subprocess.run([sys.executable, "-m", "tfvtg.cli", "extract", str(cup_video), "--out",
+                          str(tmp_path / "out"), "--engine", "ray", "--model", str(tiny_blip2_dir)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[-1] == "extracted 1, skipped 0, failed 0 of 1 video"
+    for chatter in ("Token authentication is enabled", "Started a local Ray instance",
+                    "Progress bars disabled", "execution finished"):
+        assert chatter not in run.stderr
+
+
+def test_ray_chatter_is_kept_off_the_console_and_its_warnings_are_not():
+    import logging
+
+    from tfvtg.engines.ray import _QuietRay
+
+    def record(level: int, message: str) -> logging.LogRecord:
+        return logging.LogRecord("ray.data", level, __file__, 1, message, None, None)
+
+    chatter = ["Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=disabled to opt out.",
+               "Started a local Ray instance.", "Progress bars disabled. To enable, set ...",
+               "✔️  Dataset dataset_035A_0 execution finished in 5.75 seconds"]
+    quiet, run = _QuietRay(errors=False), _QuietRay(errors=True)
+    assert not any(quiet.filter(record(logging.INFO, line)) for line in chatter)
+    warning = record(logging.WARNING, "Cluster resources are not enough to run any task from ActorPoolMap")
+    assert quiet.filter(warning) and run.filter(warning)
+    failed = record(logging.ERROR, "Exception raised in creation task")
+    assert quiet.filter(failed) and not run.filter(failed)
+
+
 def test_engine_ray_without_ray_is_one_error_line(cup_video, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     assert main(["extract", str(cup_video), "--out", str(tmp_path), "--engine", "ray"]) == 1
@@ -308,11 +340,11 @@ def test_a_model_that_cannot_load_in_the_actors_is_one_error_line(
     # The run's changes to Ray Data's process-wide settings and logging are undone after a failure too.
     import logging
 
-    from tfvtg.engines.ray import _QuietRayErrors
+    from tfvtg.engines.ray import _QuietRay
 
     assert not ray.data.DataContext.get_current().raise_original_map_exception
     handlers = [h for name in ("ray", "ray.data") for h in logging.getLogger(name).handlers]
-    assert not any(isinstance(f, _QuietRayErrors) for h in handlers for f in h.filters)
+    assert not any(isinstance(f, _QuietRay) for h in handlers for f in h.filters)
 
 
 def test_decode_tasks_fill_the_cluster_cpus_and_impossible_shares_are_refused(ray_cluster):

@@ -820,7 +820,7 @@ class Collection:
         Raises:
             InputError: empty query, bad counts, an empty collection, bad Grounder options, or another Hub
                 model or image size than the index's encoder's (a local checkpoint directory other than the
-                index's may hold the same weights: a warning, as `tfvtg.grounder.check_feature_model` decides).
+                index's may hold the same weights: a warning; `tfvtg.grounder.check_feature_model` decides).
         """
         from tfvtg.encoders import resolve_name
         from tfvtg.grounder import Grounder, check_feature_model, check_query

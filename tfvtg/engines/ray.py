@@ -26,6 +26,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -221,20 +222,34 @@ def _tfvtg_error(exc: BaseException) -> BaseException:
 _RAY_RETRY_NOTE = "\nFailed to "
 
 
-class _QuietRayErrors(logging.Filter):
-    """Keeps Ray Data's error reports of a failed run off the console: the run raises the error itself."""
+# Ray's console lines that say nothing to a tfvtg user: its token-auth notice, the start and finish of a local
+# Ray and of a dataset, and the progress-bar note that tfvtg's own setting causes (its one bar replaces them).
+_RAY_CHATTER = re.compile(r"^(Token authentication is enabled|Started a local Ray instance|Connected to Ray "
+                          r"cluster|Progress bars disabled|.*Dataset \S+ execution finished)")
+
+
+class _QuietRay(logging.Filter):
+    """Keeps Ray's chatter off the console during a tfvtg run, and with ``errors`` Ray Data's error reports of
+    a failed run too (the run raises the error itself, as one line)."""
+
+    def __init__(self, errors: bool) -> None:
+        super().__init__()
+        self.errors = errors
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno < logging.ERROR
+        if self.errors and record.levelno >= logging.ERROR:
+            return False
+        return not _RAY_CHATTER.match(record.getMessage())
 
 
 @contextlib.contextmanager
-def _quiet_ray_errors() -> Iterator[None]:
+def _quiet_ray(*, errors: bool = False) -> Iterator[None]:
+    """`_QuietRay` on the console handlers of Ray's loggers while the block runs (not with --verbose)."""
     if logging.getLogger("tfvtg").isEnabledFor(logging.DEBUG):  # --verbose shows them
         yield
         return
-    quiet = _QuietRayErrors()
-    handlers = [h for h in logging.getLogger("ray.data").handlers
+    quiet = _QuietRay(errors)
+    handlers = [h for name in ("ray", "ray.data") for h in logging.getLogger(name).handlers
                 if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
     for handler in handlers:
         handler.addFilter(quiet)
@@ -304,7 +319,8 @@ class RayEngine:
         if self.address is not None:
             _check_reachable(self.address)
             try:
-                ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+                with _quiet_ray():
+                    ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 raise InputError(f"cannot connect to the Ray cluster at {self.address}: {exc}") from None
             try:
@@ -319,8 +335,9 @@ class RayEngine:
         previous = {key: os.environ.get(key) for key in env}
         os.environ.update(env)
         try:
-            ray.init(include_dashboard=False, log_to_driver=False, _temp_dir=root,
-                     object_store_memory=self.object_store_bytes)
+            with _quiet_ray():
+                ray.init(include_dashboard=False, log_to_driver=False, _temp_dir=root,
+                         object_store_memory=self.object_store_bytes)
             try:
                 yield ray
             finally:
@@ -461,7 +478,7 @@ class RayEngine:
             dataset = dataset.map_batches(_EncodeActor, fn_constructor_kwargs={"settings": settings},
                                           batch_size=settings.batch_size, num_cpus=1, num_gpus=gpus,
                                           compute=ray.data.ActorPoolStrategy(size=workers))
-            with _quiet_ray_errors():
+            with _quiet_ray(errors=True):
                 for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
                     decode_pids.update(int(p) for p in batch["decode_pid"])
                     encode_pids.update(int(p) for p in batch["encode_pid"])
