@@ -304,10 +304,10 @@ def count_non_finite(values: np.ndarray) -> int:
     IEEE floats of 16 and 32 bits are counted by their exponent bits (all ones: inf or NaN), an integer test
     about 10x faster than ``np.isfinite`` on float16, which is how feature files store features.
     """
-    exponent = {np.dtype(np.float16): (np.uint16, 0x7C00), np.dtype(np.float32): (np.uint32, 0x7F800000)}
-    found = exponent.get(values.dtype)
     if values.size == 0:
         return 0
+    exponent = {np.dtype(np.float16): (np.uint16, 0x7C00), np.dtype(np.float32): (np.uint32, 0x7F800000)}
+    found = exponent.get(values.dtype)
     if found is None or not values.flags.c_contiguous:
         return int(values.size - np.count_nonzero(np.isfinite(values)))
     bits, mask = found[0], found[0](found[1])

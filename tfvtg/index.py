@@ -286,6 +286,13 @@ class Collection:
             raise InputError(f"no index at {root}; create one with: tfvtg index add {root} FEATURES...")
         return cls(root, _Manifest())
 
+    def _load_manifest(self) -> None:
+        """The manifest on disk, or an empty one before the first `add` has written it."""
+        if (self.root / MANIFEST).is_file():
+            self._reload()
+        else:
+            self._manifest = _Manifest()
+
     def _reload(self, *, if_changed: bool = False) -> None:
         """Read the manifest (``if_changed``: only when another process has replaced it since the last read;
         a long-lived Collection then follows the adds and removes of others)."""
@@ -310,6 +317,18 @@ class Collection:
     def __len__(self) -> int:
         self._reload(if_changed=True)
         return len(self._manifest.videos)
+
+    def searched_encoder(self) -> str:
+        """The encoder of the indexed features: the text side a search must use.
+
+        Raises:
+            InputError: The index holds no video (nothing to search).
+        """
+        self._reload(if_changed=True)
+        m = self._manifest
+        if not m.videos or m.encoder is None:
+            raise InputError(f"index {self.root} holds no video; add some with tfvtg index add")
+        return m.encoder
 
     @property
     def videos(self) -> list[str]:
@@ -387,10 +406,7 @@ class Collection:
         """
         self.root.mkdir(parents=True, exist_ok=True)
         with _Lock(self.root):
-            fresh = not (self.root / MANIFEST).is_file()
-            self._manifest = _Manifest() if fresh else self._manifest
-            if not fresh:
-                self._reload()
+            self._load_manifest()
             try:
                 files, videos = self._expand(paths)
                 if not videos and (model is not None or fps is not None or dedup_threshold is not None):
@@ -403,10 +419,7 @@ class Collection:
                 report = self._add_files(files + extracted, failed, owned={str(p) for p in extracted},
                                          progress=progress)
             except BaseException:
-                # The manifest in memory may hold half of the change: back to what is on disk.
-                self._manifest = _Manifest()
-                if not fresh:
-                    self._reload()
+                self._load_manifest()  # the manifest in memory may hold half of the change
                 raise
             return {**report, "failed": failed}
 
@@ -832,11 +845,10 @@ class Collection:
         check_count(per_video, "per_video")
         if candidates is not None:
             check_count(candidates, "candidates")
+        encoder = self.searched_encoder()
         m = self._manifest
-        if not m.videos:
-            raise InputError(f"index {self.root} holds no video; add some with tfvtg index add")
         if grounder is None:
-            grounder_options.setdefault("model", m.encoder)
+            grounder_options.setdefault("model", encoder)
             grounder_options.setdefault("progress", False)
             grounder = Grounder(**grounder_options)
         elif grounder_options:

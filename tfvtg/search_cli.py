@@ -11,7 +11,6 @@ import click
 
 from tfvtg.console import counted, verbose_option
 from tfvtg.engines import ENGINES
-from tfvtg.errors import InputError
 
 __all__ = ["add_search_commands"]
 
@@ -146,9 +145,7 @@ def add_search_commands(group: click.Group, method_options: Callable, encoder_op
 
         check_query(query)
         collection = Collection.open(index_path, create=False)
-        if not len(collection):
-            raise InputError(f"index {index_path} holds no video; add some with tfvtg index add")
-        model = options["model"] or collection.info()["encoder"]
+        model = options["model"] or collection.searched_encoder()
         grounder = make_grounder({**options, "model": model, "fps": None, "batch_size": 32,
                                   "dedup_threshold": None})
         grounder.progress = False

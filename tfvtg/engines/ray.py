@@ -425,9 +425,10 @@ class RayEngine:
         GPUs of the cluster's workers (known once connected: `encoder_config`), and for a callable model."""
         from tfvtg.device import precision_name
 
-        if callable(settings.model) or (settings.dtype or "auto").strip().lower() == "auto":
+        if callable(settings.model):
             return None
-        return precision_name(settings.dtype, "cpu")
+        on_cpu, on_gpu = precision_name(settings.dtype, "cpu"), precision_name(settings.dtype, "cuda")
+        return on_cpu if on_cpu == on_gpu else None
 
     def encoder_config(self, settings: ExtractSettings) -> EncoderConfig:
         from tfvtg.encoders.base import EncoderConfig
